@@ -1,0 +1,196 @@
+/**
+ * mpmc: the multi-producer multi-consumer ring, for edges with several writers or readers (a
+ * core's ready queue, which every domain posts completions to; a shared spawn queue).
+ *
+ * Design (Dmitry Vyukov's bounded MPMC queue): each slot carries a sequence number.
+ *   seq == pos        the slot is free for the producer of position `pos`
+ *   seq == pos + 1    the slot holds the entry of `pos`, ready for its consumer
+ *   seq == pos + cap  the consumer of `pos` is done; the slot is free for position pos + cap
+ * A producer claims positions with one CAS on `tail` and publishes each slot by storing its
+ * sequence; a consumer claims with one CAS on `head` and frees each slot the same way. Producers
+ * never wait for each other and consumers never wait for each other: a stalled producer delays
+ * only the consumer of its own slot, which sees "empty" and may park.
+ *
+ * Batches: reserve(n) checks the sequences of the next n slots and claims the free prefix with a
+ * single CAS (one tail update for the batch); a slot found free cannot be taken by anyone else
+ * before that CAS, because taking it needs tail to move first. peek(n) does the same on head.
+ * Publishing and releasing store each slot's sequence (store-release) — no further CAS.
+ *
+ * Owner notes: tail — any producer, by CAS; head — any consumer, by CAS; seq[slot] — the thread
+ * that claimed that slot's position; the entry's words — the claimant between its claim and its
+ * sequence store.
+ */
+
+import { InvalidArgumentError, panic } from "../errors.js";
+import { ENTRY_WORDS } from "./layout.js";
+import {
+  RING_HEADER_BYTES,
+  type Ring,
+  type RingDescriptor,
+  checkDescriptor,
+  checkHeader,
+  kHead,
+  kTail,
+} from "./ring.js";
+import { readEntry, writeEntry } from "./spsc.js";
+import { Notifier } from "./wake.js";
+
+export class MpmcRing implements Ring {
+  readonly kind = "mpmc" as const;
+  readonly descriptor: RingDescriptor;
+  readonly i32: Int32Array;
+  readonly capacity: number;
+  readonly #mask: number;
+  readonly #tailAt: number;
+  readonly #headAt: number;
+  readonly #base: number;
+  readonly #seqAt: number;
+  readonly #notEmpty: Notifier | null;
+  readonly #notFull: Notifier | null;
+
+  // Producer-local: the claimed batch [#claimPos, #claimPos + #pending).
+  #claimPos = 0;
+  #pending = 0;
+  // Consumer-local: the claimed batch [#takePos, #takePos + #taken).
+  #takePos = 0;
+  #taken = 0;
+
+  constructor(sab: SharedArrayBuffer, desc: RingDescriptor) {
+    if (desc.kind !== "mpmc") throw new InvalidArgumentError(`MpmcRing needs an mpmc descriptor, got ${desc.kind}`);
+    checkDescriptor(sab, desc);
+    this.descriptor = desc;
+    this.i32 = new Int32Array(sab);
+    checkHeader(this.i32, desc);
+    this.capacity = desc.capacity;
+    this.#mask = desc.capacity - 1;
+    const at = desc.offset / 4;
+    this.#tailAt = at + kTail;
+    this.#headAt = at + kHead;
+    this.#base = at + RING_HEADER_BYTES / 4;
+    this.#seqAt = this.#base + desc.capacity * ENTRY_WORDS;
+    this.#notEmpty = desc.notEmpty !== undefined ? new Notifier(sab, desc.notEmpty) : null;
+    this.#notFull = desc.notFull !== undefined ? new Notifier(sab, desc.notFull) : null;
+  }
+
+  // ---- producer ----
+
+  reserve(n: number): number {
+    const i32 = this.i32;
+    const extending = this.#pending > 0;
+    for (;;) {
+      // Extending a batch must continue right after it; otherwise start at the current tail.
+      const t = extending ? (this.#claimPos + this.#pending) | 0 : Atomics.load(i32, this.#tailAt); // load
+      let k = 0;
+      let diff = 0;
+      while (k < n) {
+        const pos = (t + k) | 0;
+        diff = (Atomics.load(i32, this.#seqAt + (pos & this.#mask)) - pos) | 0; // load-acquire: slot state
+        if (diff !== 0) break;
+        k++;
+      }
+      if (k === 0) {
+        if (diff < 0 || extending) return 0; // full: the slot still holds last lap's entry
+        continue; // diff > 0: another producer took t; reload tail
+      }
+      if (Atomics.compareExchange(i32, this.#tailAt, t, (t + k) | 0) === t) {
+        // claim: positions [t, t+k) are ours
+        if (!extending) this.#claimPos = t;
+        this.#pending += k;
+        return k;
+      }
+      if (extending) return 0;
+    }
+  }
+
+  slot(i: number): number {
+    return this.#base + (((this.#claimPos + i) & this.#mask) << 4);
+  }
+
+  publish(): void {
+    const n = this.#pending;
+    if (n === 0) return;
+    for (let i = 0; i < n; i++) {
+      const pos = (this.#claimPos + i) | 0;
+      Atomics.store(this.i32, this.#seqAt + (pos & this.#mask), (pos + 1) | 0); // publish: entry of pos
+    }
+    this.#pending = 0;
+    this.#notEmpty?.notify();
+  }
+
+  tryPush(words: ArrayLike<number>): boolean {
+    if (this.#pending !== 0) panic(`mpmc@${this.descriptor.offset}: tryPush inside an open batch`);
+    if (this.reserve(1) === 0) return false;
+    writeEntry(this.i32, this.slot(0), words);
+    this.publish();
+    return true;
+  }
+
+  hasSpace(): boolean {
+    const t = Atomics.load(this.i32, this.#tailAt); // load
+    const seq = Atomics.load(this.i32, this.#seqAt + (t & this.#mask)); // load
+    return ((seq - t) | 0) >= 0;
+  }
+
+  // ---- consumer ----
+
+  peek(max: number): number {
+    const i32 = this.i32;
+    const extending = this.#taken > 0;
+    for (;;) {
+      const h = extending ? (this.#takePos + this.#taken) | 0 : Atomics.load(i32, this.#headAt); // load
+      let k = 0;
+      let diff = 0;
+      while (k < max) {
+        const pos = (h + k) | 0;
+        diff = (Atomics.load(i32, this.#seqAt + (pos & this.#mask)) - ((pos + 1) | 0)) | 0; // load-acquire
+        if (diff !== 0) break;
+        k++;
+      }
+      if (k === 0) {
+        if (diff < 0 || extending) return 0; // empty: not yet published
+        continue; // another consumer took h; reload head
+      }
+      if (Atomics.compareExchange(i32, this.#headAt, h, (h + k) | 0) === h) {
+        // claim: positions [h, h+k) are ours to read
+        if (!extending) this.#takePos = h;
+        this.#taken += k;
+        return k;
+      }
+      if (extending) return 0;
+    }
+  }
+
+  entry(i: number): number {
+    return this.#base + (((this.#takePos + i) & this.#mask) << 4);
+  }
+
+  release(): void {
+    const n = this.#taken;
+    if (n === 0) return;
+    const cap = this.capacity;
+    for (let i = 0; i < n; i++) {
+      const pos = (this.#takePos + i) | 0;
+      Atomics.store(this.i32, this.#seqAt + (pos & this.#mask), (pos + cap) | 0); // publish: slot free for next lap
+    }
+    this.#taken = 0;
+    this.#notFull?.notify();
+  }
+
+  tryPop(into: Int32Array): boolean {
+    if (this.#taken !== 0) panic(`mpmc@${this.descriptor.offset}: tryPop inside an open claim`);
+    if (this.peek(1) === 0) return false;
+    readEntry(this.i32, this.entry(0), into);
+    this.release();
+    return true;
+  }
+
+  hasEntries(): boolean {
+    const h = this.#taken > 0 ? (this.#takePos + this.#taken) | 0 : Atomics.load(this.i32, this.#headAt); // load
+    const seq = Atomics.load(this.i32, this.#seqAt + (h & this.#mask)); // load
+    return ((seq - ((h + 1) | 0)) | 0) >= 0;
+  }
+
+  size(): number {
+    return (Atomics.load(this.i32, this.#tailAt) - Atomics.load(this.i32, this.#headAt)) | 0; // load: snapshot
+  }
+}
