@@ -74,7 +74,11 @@ export function checkPowerOfTwo(name: string, value: unknown, min: number, max: 
   return v;
 }
 
-export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+export function checkOneOf<T extends string>(
+  name: string,
+  value: unknown,
+  allowed: readonly T[],
+): T {
   if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
     throw new InvalidArgumentError(
       `${name} must be one of ${allowed.join(", ")}, got ${describe(value)}`,
@@ -85,6 +89,7 @@ export function checkOneOf<T extends string>(name: string, value: unknown, allow
 
 function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "number" || typeof value === "boolean" || value == null) return String(value);
+  if (typeof value === "number" || typeof value === "boolean" || value == null)
+    return String(value);
   return typeof value;
 }

@@ -8,7 +8,7 @@
  * they attach to regions by the byte offsets the map hands them.
  */
 
-import { InvalidArgumentError, checkInteger } from "../errors.js";
+import { checkInteger, InvalidArgumentError } from "../errors.js";
 
 /** One cache line. Counters written by different threads never share one. */
 export const CACHE_LINE = 64;
@@ -42,10 +42,14 @@ export class Arena {
 
   constructor(sab: SharedArrayBuffer, start = 0, end = sab.byteLength) {
     if (start % CACHE_LINE !== 0) {
-      throw new InvalidArgumentError(`arena start must be a multiple of ${CACHE_LINE}, got ${start}`);
+      throw new InvalidArgumentError(
+        `arena start must be a multiple of ${CACHE_LINE}, got ${start}`,
+      );
     }
     if (end > sab.byteLength || end < start) {
-      throw new InvalidArgumentError(`arena end ${end} lies outside the buffer (${sab.byteLength} bytes)`);
+      throw new InvalidArgumentError(
+        `arena end ${end} lies outside the buffer (${sab.byteLength} bytes)`,
+      );
     }
     this.sab = sab;
     this.#next = start;

@@ -32,7 +32,7 @@ import {
   kHead,
   kTail,
 } from "./ring.js";
-import { readEntry, writeEntry } from "./spsc.js";
+import { checkEntryWords, readEntry, writeEntry } from "./spsc.js";
 import { Notifier } from "./wake.js";
 
 export class MpmcRing implements Ring {
@@ -89,7 +89,8 @@ export class MpmcRing implements Ring {
         k++;
       }
       if (k === 0) {
-        if (diff < 0 || extending) return 0; // full: the slot still holds last lap's entry
+        // diff < 0: full, the slot still holds last lap's entry; diff == 0: n <= 0, nothing asked.
+        if (diff <= 0 || extending) return 0;
         continue; // diff > 0: another producer took t; reload tail
       }
       if (Atomics.compareExchange(i32, this.#tailAt, t, (t + k) | 0) === t) {
@@ -119,6 +120,7 @@ export class MpmcRing implements Ring {
 
   tryPush(words: ArrayLike<number>): boolean {
     if (this.#pending !== 0) panic(`mpmc@${this.descriptor.offset}: tryPush inside an open batch`);
+    checkEntryWords(words); // decode first: a claimed slot left unpublished would stall every consumer
     if (this.reserve(1) === 0) return false;
     writeEntry(this.i32, this.slot(0), words);
     this.publish();
@@ -147,7 +149,8 @@ export class MpmcRing implements Ring {
         k++;
       }
       if (k === 0) {
-        if (diff < 0 || extending) return 0; // empty: not yet published
+        // diff < 0: empty, not yet published; diff == 0: max <= 0, nothing asked.
+        if (diff <= 0 || extending) return 0;
         continue; // another consumer took h; reload head
       }
       if (Atomics.compareExchange(i32, this.#headAt, h, (h + k) | 0) === h) {

@@ -1,0 +1,8 @@
+/** The command registry: every `exocore` command but `help`, which main.ts defines itself. */
+
+import type { Command } from "../args.js";
+import { benchQueue } from "./bench-queue.js";
+import { demo } from "./demo.js";
+import { version } from "./version.js";
+
+export const COMMANDS: readonly Command[] = [benchQueue, demo, version];
