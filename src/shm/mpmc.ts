@@ -120,7 +120,7 @@ export class MpmcRing implements Ring {
 
   tryPush(words: ArrayLike<number>): boolean {
     if (this.#pending !== 0) panic(`mpmc@${this.descriptor.offset}: tryPush inside an open batch`);
-    checkEntryWords(words); // decode first: a claimed slot left unpublished would stall every consumer
+    checkEntryWords(words); // decode first: a slot claimed, never published, stalls all consumers
     if (this.reserve(1) === 0) return false;
     writeEntry(this.i32, this.slot(0), words);
     this.publish();

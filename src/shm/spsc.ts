@@ -97,6 +97,7 @@ export class SpscRing implements Ring {
 
   tryPush(words: ArrayLike<number>): boolean {
     if (this.#pending !== 0) panic(`spsc@${this.descriptor.offset}: tryPush inside an open batch`);
+    checkEntryWords(words); // decode first: a refused entry must not leave a slot claimed
     if (this.reserve(1) === 0) return false;
     writeEntry(this.i32, this.slot(0), words);
     this.publish();
@@ -156,10 +157,16 @@ export class SpscRing implements Ring {
 
 /** Copy up to 16 words into the entry at `at` (the rest of the entry is zeroed). */
 export function writeEntry(i32: Int32Array, at: number, words: ArrayLike<number>): void {
-  const n = words.length;
-  if (n > ENTRY_WORDS) throw new InvalidArgumentError(`an entry holds ${ENTRY_WORDS} words, got ${n}`);
+  const n = checkEntryWords(words);
   for (let w = 0; w < n; w++) i32[at + w] = words[w];
   for (let w = n; w < ENTRY_WORDS; w++) i32[at + w] = 0;
+}
+
+/** The number of words in `words`; throws if they do not fit in one entry. */
+export function checkEntryWords(words: ArrayLike<number>): number {
+  const n = words.length;
+  if (n > ENTRY_WORDS) throw new InvalidArgumentError(`an entry holds ${ENTRY_WORDS} words, got ${n}`);
+  return n;
 }
 
 /** Copy the 16 words of the entry at `at` into `into`. */
