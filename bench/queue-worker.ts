@@ -13,7 +13,7 @@
 
 import { readFileSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
-import { attachRing, ENTRY_WORDS, Waiter } from "../src/shm/index.js";
+import { attachRing, ENTRY_WORDS, PAYLOAD_WORDS, Waiter } from "../src/shm/index.js";
 import {
   kIdleProbe,
   kRepBody,
@@ -96,7 +96,7 @@ switch (job.role) {
       for (let i = 0; i < m; i++) {
         const src = req.entry(i);
         const dst = rep.slot(i);
-        for (let w = 0; w < ENTRY_WORDS; w++) i32[dst + w] = i32[src + w];
+        for (let w = 0; w < PAYLOAD_WORDS; w++) i32[dst + w] = i32[src + w];
       }
       if (m < n)
         throw new Error(
@@ -125,8 +125,8 @@ switch (job.role) {
       const n = req.peek(req.capacity);
       for (let i = 0; i < n; i++) {
         const at = req.entry(i);
-        // Read the whole 64-byte entry, as a domain decoding a syscall would.
-        for (let w = 0; w < ENTRY_WORDS; w++) sum = (sum + i32[at + w]) | 0;
+        // Read the whole entry (15 payload words + the sequence word = 64 bytes), as a domain would.
+        for (let w = 0; w < PAYLOAD_WORDS; w++) sum = (sum + i32[at + w]) | 0;
       }
       if (rep) {
         // Round trip: one 64-byte completion per request, written in place.
@@ -134,7 +134,7 @@ switch (job.role) {
         for (let i = 0; i < m; i++) {
           const src = req.entry(i);
           const dst = rep.slot(i);
-          for (let w = 0; w < ENTRY_WORDS; w++) i32[dst + w] = i32[src + w];
+          for (let w = 0; w < PAYLOAD_WORDS; w++) i32[dst + w] = i32[src + w];
         }
         if (m < n) throw new Error("reply ring full");
         rep.publish();

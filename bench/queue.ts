@@ -28,6 +28,7 @@ import {
   ENTRY_WORDS,
   layRing,
   Notifier,
+  PAYLOAD_WORDS,
   type RingDescriptor,
   WAITER_STATS,
   Waiter,
@@ -155,9 +156,10 @@ async function stopWorker(worker: Worker): Promise<void> {
   clearTimeout(timer);
 }
 
-function fillPayload(i32: Int32Array, at: number, seq: number): void {
+/** Fill `words` words at `at`: the sequence number, then words derived from it. */
+function fillPayload(i32: Int32Array, at: number, seq: number, words = PAYLOAD_WORDS): void {
   i32[at] = seq;
-  for (let w = 1; w < ENTRY_WORDS; w++) i32[at + w] = (seq * 31 + w) | 0;
+  for (let w = 1; w < words; w++) i32[at + w] = (seq * 31 + w) | 0;
 }
 
 // ---- latency methods ----
@@ -264,7 +266,7 @@ const atomicsWait: LatencyMethod = {
       roundTrip() {
         const prev = seq;
         seq = (seq + 1) & 0x3fffffff || 1;
-        fillPayload(i32, kReqBody, seq);
+        fillPayload(i32, kReqBody, seq, ENTRY_WORDS);
         Atomics.store(i32, kReqSeq, seq); // publish: request
         Atomics.notify(i32, kReqSeq); // wake the worker
         while (Atomics.load(i32, kRepSeq) !== seq) Atomics.wait(i32, kRepSeq, prev); // park: reply
@@ -292,7 +294,7 @@ function messageSession(send: (m: Int32Array) => void, on: (fn: (m: unknown) => 
   return () =>
     new Promise<unknown>((res) => {
       seq = (seq + 1) | 0;
-      fillPayload(payload, 0, seq);
+      fillPayload(payload, 0, seq, ENTRY_WORDS);
       resolve = res;
       send(payload);
     });
@@ -359,7 +361,7 @@ function piscinaMethod(atomics: "sync" | "async"): LatencyMethod {
         async: true,
         roundTrip() {
           seq = (seq + 1) | 0;
-          fillPayload(payload, 0, seq);
+          fillPayload(payload, 0, seq, ENTRY_WORDS);
           return pool.run(payload);
         },
         async teardown() {
@@ -434,14 +436,8 @@ async function ringThroughput(
     let progressed = false;
     if (sent < entries && (!rp || sent - received + batch <= window)) {
       const want = Math.min(batch, entries - sent);
-      const k = rq.reserve(want);
-      if (k === want) {
-        for (let i = 0; i < k; i++) fillPayload(i32, rq.slot(i), sent + i);
-        rq.publish();
-        sent += k;
-        progressed = true;
-      } else if (k > 0) {
-        // Keep batches whole: publish what we got only when it is all there is room for.
+      const k = rq.reserve(want); // may be fewer than asked when the ring is nearly full
+      if (k > 0) {
         for (let i = 0; i < k; i++) fillPayload(i32, rq.slot(i), sent + i);
         rq.publish();
         sent += k;
@@ -501,7 +497,7 @@ async function postThroughput(
   });
   const msg = new Int32Array(batch * ENTRY_WORDS);
   for (let i = 0; i < messages; i++) {
-    for (let j = 0; j < batch; j++) fillPayload(msg, j * ENTRY_WORDS, i * batch + j);
+    for (let j = 0; j < batch; j++) fillPayload(msg, j * ENTRY_WORDS, i * batch + j, ENTRY_WORDS);
     worker.postMessage(msg); // structured clone copies the batch
     // Let the loop breathe now and then so replies are taken as they come (no unbounded queue).
     if ((i & 1023) === 1023) await new Promise((r) => setImmediate(r));

@@ -8,7 +8,7 @@
  *   reserved   written by the producer's open batch, not yet published
  * and free = capacity - all three. Every verb must agree with it exactly: reserve(n) returns
  * min(n, free), peek(max) returns min(max, published), a full ring hands out 0 slots (nothing is
- * overwritten), an empty one 0 entries, and every entry comes out once, in order, with all 16
+ * overwritten), an empty one 0 entries, and every entry comes out once, in order, with all 15
  * of its words intact. Each entry's words are all distinct from the same word of any other
  * entry, so a slot that is handed out twice, read from the wrong place or overwritten shows.
  *
@@ -25,10 +25,10 @@ import { PanicError } from "../src/errors.js";
 import {
   Arena,
   attachRing,
-  ENTRY_WORDS,
   kHead,
   kTail,
   layRing,
+  PAYLOAD_WORDS,
   type Ring,
   type RingDescriptor,
   type RingKind,
@@ -57,15 +57,15 @@ function expectedWord(e: Entry, w: number): number {
 }
 
 function writePayload(i32: Int32Array, at: number, id: number): void {
-  for (let w = 0; w < ENTRY_WORDS; w++) i32[at + w] = payloadWord(id, w);
+  for (let w = 0; w < PAYLOAD_WORDS; w++) i32[at + w] = payloadWord(id, w);
 }
 
-/** Assert that the 16 words at `at` (in `src`, from index `at`) are exactly entry `e`. */
+/** Assert that the 15 payload words at `at` (in `src`, from index `at`) are exactly entry `e`. */
 function assertEntry(src: Int32Array, at: number, e: Entry, where: string): void {
-  for (let w = 0; w < ENTRY_WORDS; w++) {
+  for (let w = 0; w < PAYLOAD_WORDS; w++) {
     if (src[at + w] !== expectedWord(e, w)) {
-      const got = Array.from(src.subarray(at, at + ENTRY_WORDS));
-      const want = Array.from({ length: ENTRY_WORDS }, (_, i) => expectedWord(e, i));
+      const got = Array.from(src.subarray(at, at + PAYLOAD_WORDS));
+      const want = Array.from({ length: PAYLOAD_WORDS }, (_, i) => expectedWord(e, i));
       assert.deepEqual(got, want, `${where}: entry ${e.id} word ${w} wrong`);
     }
   }
@@ -119,7 +119,7 @@ class Reserve implements Cmd {
     const k = r.producer.reserve(this.n);
     assert.equal(k, want, `reserve(${this.n}) with ${free(m)} free, ${before} already reserved`);
     for (let i = 0; i < k; i++) {
-      const e: Entry = { id: m.nextId++, words: ENTRY_WORDS };
+      const e: Entry = { id: m.nextId++, words: PAYLOAD_WORDS };
       writePayload(r.producer.i32, r.producer.slot(before + i), e.id);
       m.reserved.push(e);
     }
@@ -218,7 +218,7 @@ class TryPop implements Cmd {
     return m.claimed.length === 0;
   }
   run(m: Model, r: Real): void {
-    const into = new Int32Array(ENTRY_WORDS).fill(0x7eadbeef);
+    const into = new Int32Array(PAYLOAD_WORDS).fill(0x7eadbeef);
     const ok = r.consumer.tryPop(into);
     assert.equal(ok, m.published.length > 0, `tryPop with ${m.published.length} published`);
     if (!ok) {
@@ -257,7 +257,7 @@ class TryPopInClaim implements Cmd {
     return m.claimed.length > 0;
   }
   run(_m: Model, r: Real): void {
-    const into = new Int32Array(ENTRY_WORDS);
+    const into = new Int32Array(PAYLOAD_WORDS);
     assert.throws(() => r.consumer.tryPop(into), isPanic(/tryPop inside an open claim/));
   }
   toString(): string {
@@ -343,7 +343,7 @@ function commandsFor(capacity: number): fc.Arbitrary<Iterable<Cmd>> {
       fc.constant(new Publish()),
       count.map((n) => new Peek(n)),
       fc.constant(new Release()),
-      fc.integer({ min: 1, max: ENTRY_WORDS }).map((w) => new TryPush(w)),
+      fc.integer({ min: 1, max: PAYLOAD_WORDS }).map((w) => new TryPush(w)),
       fc.constant(new TryPop()),
       fc.constant(new TryPushInBatch()),
       fc.constant(new TryPopInClaim()),
@@ -391,7 +391,7 @@ function drain(m: Model, r: Real): void {
   new Publish().run(m, r);
   new Release().run(m, r);
   new Observe().run(m, r);
-  const into = new Int32Array(ENTRY_WORDS);
+  const into = new Int32Array(PAYLOAD_WORDS);
   while (m.published.length > 0) {
     assert.ok(r.consumer.tryPop(into), `drain: ${m.published.length} entries still expected`);
     assertEntry(into, 0, m.published.shift()!, "drain");
@@ -444,9 +444,9 @@ describe("ring model: random verb sequences against an array queue", () => {
       initialCounter: 2 ** 32 - 1,
       split: true,
     });
-    new TryPush(16).run(model, real);
-    new TryPush(16).run(model, real);
-    const into = new Int32Array(ENTRY_WORDS);
+    new TryPush(PAYLOAD_WORDS).run(model, real);
+    new TryPush(PAYLOAD_WORDS).run(model, real);
+    const into = new Int32Array(PAYLOAD_WORDS);
     assert.ok(real.consumer.tryPop(into)); // popped behind the model's back
     assert.throws(() => new Peek(1).run(model, real), assert.AssertionError);
   });

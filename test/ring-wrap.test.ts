@@ -12,11 +12,11 @@ import { ExocoreError, InvalidArgumentError, PanicError } from "../src/errors.js
 import {
   Arena,
   attachRing,
-  ENTRY_WORDS,
   kHead,
   kTail,
   layRing,
   MpmcRing,
+  PAYLOAD_WORDS,
   type Ring,
   type RingDescriptor,
   type RingKind,
@@ -54,11 +54,11 @@ function word(seq: number, w: number): number {
 }
 
 function writeEntryFor(i32: Int32Array, at: number, seq: number): void {
-  for (let w = 0; w < ENTRY_WORDS; w++) i32[at + w] = word(seq, w);
+  for (let w = 0; w < PAYLOAD_WORDS; w++) i32[at + w] = word(seq, w);
 }
 
 function assertEntryFor(i32: Int32Array, at: number, seq: number): void {
-  for (let w = 0; w < ENTRY_WORDS; w++) {
+  for (let w = 0; w < PAYLOAD_WORDS; w++) {
     if (i32[at + w] !== word(seq, w)) {
       assert.fail(`entry ${seq}: word ${w} is ${i32[at + w]}, expected ${word(seq, w)}`);
     }
@@ -145,11 +145,12 @@ describe("counters across the wrap", () => {
       const l = lay(kind, CAPACITY, NEAR_WRAP);
       const producer = attachRing(l.sab, l.desc);
       const consumer = attachRing(l.sab, l.desc);
-      const into = new Int32Array(ENTRY_WORDS);
+      const into = new Int32Array(PAYLOAD_WORDS);
       let seq = 0;
       for (let lap = 0; lap < 6; lap++) {
         const first = seq;
-        while (producer.tryPush(Array.from({ length: ENTRY_WORDS }, (_, w) => word(seq, w)))) seq++;
+        while (producer.tryPush(Array.from({ length: PAYLOAD_WORDS }, (_, w) => word(seq, w))))
+          seq++;
         assert.equal(seq - first, CAPACITY, `lap ${lap}: a full ring holds exactly capacity`);
         assert.equal(producer.hasSpace(), false);
         assert.equal(producer.reserve(1), 0, "a full ring reserves 0");
@@ -173,7 +174,7 @@ describe("counters across the wrap", () => {
       for (let s = 0; s < 4; s++) assert.ok(ring.tryPush([s, s, s]));
       assert.equal(ring.tryPush([99, 99, 99]), false);
       assert.equal(ring.reserve(4), 0);
-      const into = new Int32Array(ENTRY_WORDS);
+      const into = new Int32Array(PAYLOAD_WORDS);
       for (let s = 0; s < 4; s++) {
         assert.ok(ring.tryPop(into));
         assert.deepEqual(Array.from(into.subarray(0, 4)), [s, s, s, 0]);
@@ -208,7 +209,7 @@ describe("two ring objects on one descriptor (producer thread, consumer thread)"
       assert.equal(producer.reserve(4), 3);
       for (let i = 0; i < 3; i++) writeEntryFor(producer.i32, producer.slot(i), 4 + i);
       producer.publish();
-      const into = new Int32Array(ENTRY_WORDS);
+      const into = new Int32Array(PAYLOAD_WORDS);
       for (let s = 3; s < 7; s++) {
         assert.ok(consumer.tryPop(into));
         assertEntryFor(into, 0, s);
@@ -221,17 +222,17 @@ describe("two ring objects on one descriptor (producer thread, consumer thread)"
       const first = attachRing(l.sab, l.desc);
       for (let s = 0; s < 6; s++) {
         assert.ok(first.tryPush([s]));
-        if (s % 2 === 1) assert.ok(first.tryPop(new Int32Array(ENTRY_WORDS)));
+        if (s % 2 === 1) assert.ok(first.tryPop(new Int32Array(PAYLOAD_WORDS)));
       }
       // Entries 3, 4 and 5 are left; a new producer and a new consumer take over.
       const producer = attachRing(l.sab, l.desc);
       const consumer = attachRing(l.sab, l.desc);
       assert.equal(consumer.size(), 3);
       assert.equal(producer.reserve(4), 1, "the new producer sees the entries in the ring");
-      producer.i32.fill(0, producer.slot(0), producer.slot(0) + ENTRY_WORDS);
+      producer.i32.fill(0, producer.slot(0), producer.slot(0) + PAYLOAD_WORDS);
       producer.i32[producer.slot(0)] = 6;
       producer.publish();
-      const into = new Int32Array(ENTRY_WORDS);
+      const into = new Int32Array(PAYLOAD_WORDS);
       for (let s = 3; s < 7; s++) {
         assert.ok(consumer.tryPop(into));
         assert.equal(into[0], s);
@@ -260,20 +261,20 @@ describe("verbs at their limits", () => {
       assert.equal(ring.size(), 0);
     });
 
-    test(`${kind}: an entry of more than 16 words is refused before a slot is claimed`, () => {
+    test(`${kind}: an entry of more than 15 payload words is refused before a slot is claimed`, () => {
       const l = lay(kind, 2);
       const producer = attachRing(l.sab, l.desc);
       const consumer = attachRing(l.sab, l.desc);
       assertInvalidArg(
-        () => producer.tryPush(new Array(17).fill(7)),
-        /entry holds 16 words, got 17/,
+        () => producer.tryPush(new Array(PAYLOAD_WORDS + 1).fill(7)),
+        /entry carries 15 payload words, got 16/,
       );
       // The ring is untouched: nothing claimed, nothing visible, both slots still free.
       assert.equal(consumer.size(), 0);
       assert.equal(consumer.hasEntries(), false);
       assert.ok(producer.tryPush([1]));
       assert.ok(producer.tryPush([2]));
-      const into = new Int32Array(ENTRY_WORDS);
+      const into = new Int32Array(PAYLOAD_WORDS);
       assert.ok(consumer.tryPop(into));
       assert.equal(into[0], 1);
     });
@@ -285,7 +286,7 @@ describe("verbs at their limits", () => {
       assertPanic(() => ring.tryPush([1]), new RegExp(`${kind}@${l.desc.offset}: tryPush inside`));
       ring.publish();
       assert.equal(ring.peek(1), 1);
-      assertPanic(() => ring.tryPop(new Int32Array(ENTRY_WORDS)), /tryPop inside an open claim/);
+      assertPanic(() => ring.tryPop(new Int32Array(PAYLOAD_WORDS)), /tryPop inside an open claim/);
     });
   }
 });

@@ -15,6 +15,10 @@ export const CACHE_LINE = 64;
 /** One ring entry (and one syscall entry): 16 × int32. */
 export const ENTRY_BYTES = 64;
 export const ENTRY_WORDS = ENTRY_BYTES / 4;
+/** Word 0 of every entry belongs to the ring: the slot's sequence ("status") word. */
+export const kEntrySeq = 0;
+/** Words 1..15 of an entry are the payload; `slot(i)`/`entry(i)` point at the first of them. */
+export const PAYLOAD_WORDS = ENTRY_WORDS - 1;
 
 /** Round `n` up to a multiple of `align` (a power of two). */
 export function alignUp(n: number, align: number): number {

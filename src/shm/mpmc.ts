@@ -16,21 +16,24 @@
  * before that CAS, because taking it needs tail to move first. peek(n) does the same on head.
  * Publishing and releasing store each slot's sequence (store-release) — no further CAS.
  *
- * Owner notes: tail — any producer, by CAS; head — any consumer, by CAS; seq[slot] — the thread
- * that claimed that slot's position; the entry's words — the claimant between its claim and its
- * sequence store.
+ * The sequence word is word 0 of the slot's own 64-byte entry (Vyukov's cell holds sequence and
+ * data together; FlexSC's syscall entry opens with its status word), so checking a slot and
+ * reading its entry touch one cache line.
+ *
+ * Owner notes: tail — any producer, by CAS; head — any consumer, by CAS; a slot's sequence word
+ * — the thread that claimed that slot's position; the payload words — the claimant between its
+ * claim and its sequence store.
  */
 
 import { InvalidArgumentError, panic } from "../errors.js";
-import { ENTRY_WORDS } from "./layout.js";
 import {
-  RING_HEADER_BYTES,
-  type Ring,
-  type RingDescriptor,
   checkDescriptor,
   checkHeader,
   kHead,
   kTail,
+  RING_HEADER_BYTES,
+  type Ring,
+  type RingDescriptor,
 } from "./ring.js";
 import { checkEntryWords, readEntry, writeEntry } from "./spsc.js";
 import { Notifier } from "./wake.js";
@@ -43,8 +46,8 @@ export class MpmcRing implements Ring {
   readonly #mask: number;
   readonly #tailAt: number;
   readonly #headAt: number;
+  /** Int32 index of slot 0's sequence word; slot s starts at #base + s * 16. */
   readonly #base: number;
-  readonly #seqAt: number;
   readonly #notEmpty: Notifier | null;
   readonly #notFull: Notifier | null;
 
@@ -56,7 +59,8 @@ export class MpmcRing implements Ring {
   #taken = 0;
 
   constructor(sab: SharedArrayBuffer, desc: RingDescriptor) {
-    if (desc.kind !== "mpmc") throw new InvalidArgumentError(`MpmcRing needs an mpmc descriptor, got ${desc.kind}`);
+    if (desc.kind !== "mpmc")
+      throw new InvalidArgumentError(`MpmcRing needs an mpmc descriptor, got ${desc.kind}`);
     checkDescriptor(sab, desc);
     this.descriptor = desc;
     this.i32 = new Int32Array(sab);
@@ -67,9 +71,13 @@ export class MpmcRing implements Ring {
     this.#tailAt = at + kTail;
     this.#headAt = at + kHead;
     this.#base = at + RING_HEADER_BYTES / 4;
-    this.#seqAt = this.#base + desc.capacity * ENTRY_WORDS;
     this.#notEmpty = desc.notEmpty !== undefined ? new Notifier(sab, desc.notEmpty) : null;
     this.#notFull = desc.notFull !== undefined ? new Notifier(sab, desc.notFull) : null;
+  }
+
+  /** Int32 index of the sequence word of the slot that holds `pos`. */
+  #seqAt(pos: number): number {
+    return this.#base + ((pos & this.#mask) << 4);
   }
 
   // ---- producer ----
@@ -84,7 +92,7 @@ export class MpmcRing implements Ring {
       let diff = 0;
       while (k < n) {
         const pos = (t + k) | 0;
-        diff = (Atomics.load(i32, this.#seqAt + (pos & this.#mask)) - pos) | 0; // load-acquire: slot state
+        diff = (Atomics.load(i32, this.#seqAt(pos)) - pos) | 0; // load-acquire: slot state
         if (diff !== 0) break;
         k++;
       }
@@ -104,7 +112,7 @@ export class MpmcRing implements Ring {
   }
 
   slot(i: number): number {
-    return this.#base + (((this.#claimPos + i) & this.#mask) << 4);
+    return this.#seqAt((this.#claimPos + i) | 0) + 1;
   }
 
   publish(): void {
@@ -112,7 +120,7 @@ export class MpmcRing implements Ring {
     if (n === 0) return;
     for (let i = 0; i < n; i++) {
       const pos = (this.#claimPos + i) | 0;
-      Atomics.store(this.i32, this.#seqAt + (pos & this.#mask), (pos + 1) | 0); // publish: entry of pos
+      Atomics.store(this.i32, this.#seqAt(pos), (pos + 1) | 0); // publish: entry of pos
     }
     this.#pending = 0;
     this.#notEmpty?.notify();
@@ -129,7 +137,7 @@ export class MpmcRing implements Ring {
 
   hasSpace(): boolean {
     const t = Atomics.load(this.i32, this.#tailAt); // load
-    const seq = Atomics.load(this.i32, this.#seqAt + (t & this.#mask)); // load
+    const seq = Atomics.load(this.i32, this.#seqAt(t)); // load
     return ((seq - t) | 0) >= 0;
   }
 
@@ -144,7 +152,7 @@ export class MpmcRing implements Ring {
       let diff = 0;
       while (k < max) {
         const pos = (h + k) | 0;
-        diff = (Atomics.load(i32, this.#seqAt + (pos & this.#mask)) - ((pos + 1) | 0)) | 0; // load-acquire
+        diff = (Atomics.load(i32, this.#seqAt(pos)) - ((pos + 1) | 0)) | 0; // load-acquire
         if (diff !== 0) break;
         k++;
       }
@@ -164,7 +172,7 @@ export class MpmcRing implements Ring {
   }
 
   entry(i: number): number {
-    return this.#base + (((this.#takePos + i) & this.#mask) << 4);
+    return this.#seqAt((this.#takePos + i) | 0) + 1;
   }
 
   release(): void {
@@ -173,7 +181,7 @@ export class MpmcRing implements Ring {
     const cap = this.capacity;
     for (let i = 0; i < n; i++) {
       const pos = (this.#takePos + i) | 0;
-      Atomics.store(this.i32, this.#seqAt + (pos & this.#mask), (pos + cap) | 0); // publish: slot free for next lap
+      Atomics.store(this.i32, this.#seqAt(pos), (pos + cap) | 0); // publish: slot free for next lap
     }
     this.#taken = 0;
     this.#notFull?.notify();
@@ -188,8 +196,9 @@ export class MpmcRing implements Ring {
   }
 
   hasEntries(): boolean {
-    const h = this.#taken > 0 ? (this.#takePos + this.#taken) | 0 : Atomics.load(this.i32, this.#headAt); // load
-    const seq = Atomics.load(this.i32, this.#seqAt + (h & this.#mask)); // load
+    const h =
+      this.#taken > 0 ? (this.#takePos + this.#taken) | 0 : Atomics.load(this.i32, this.#headAt); // load
+    const seq = Atomics.load(this.i32, this.#seqAt(h)); // load
     return ((seq - ((h + 1) | 0)) | 0) >= 0;
   }
 

@@ -3,18 +3,19 @@
  * names a ring across threads, and the producer/consumer verbs both ring kinds implement.
  *
  * A ring is a bounded queue of fixed 64-byte entries laid out in one region of the machine's
- * SharedArrayBuffer. Entries are written and read in place through `i32` (an Int32Array over the
- * whole buffer): `reserve` hands out slots, `slot(i)` gives the int32 index where slot i begins,
- * `publish` makes the whole batch visible with one counter update; `peek`, `entry(i)`, `release`
- * are the consumer's mirror. Nothing is allocated per entry.
+ * SharedArrayBuffer. Word 0 of every entry is the ring's own sequence word for that slot (the
+ * "status" of a FlexSC syscall entry: free, or published for position p); words 1..15 are the
+ * payload (60 bytes). Entries are written and read in place through `i32` (an Int32Array over
+ * the whole buffer): `reserve` hands out slots, `slot(i)` gives the int32 index of slot i's first
+ * payload word, `publish` makes the whole batch visible with one counter update; `peek`,
+ * `entry(i)`, `release` are the consumer's mirror. Nothing is allocated per entry.
  *
  * Memory map of a ring at byte offset `off` (every line 64 bytes):
  *
  *   off +   0  line P   tail: next position to produce      written by producers
  *   off +  64  line C   head: next position to consume      written by consumers
  *   off + 128  line M   magic, kind, capacity, entry words   written once at init, then read-only
- *   off + 192  entries  capacity × 64 bytes
- *   (mpmc)     seqs     capacity × int32, one sequence number per slot (Vyukov), padded to a line
+ *   off + 192  entries  capacity × 64 bytes:  [ seq | payload word 0 … payload word 14 ]
  *
  * Counters are free-running 32-bit integers that wrap; a position maps to slot `pos & mask`, and
  * distances are taken as `(a - b) | 0`, which is right across the wrap while capacity < 2^31.
@@ -22,9 +23,15 @@
  * nothing blocks: waiting is the caller's choice, through src/shm/wake.ts.
  */
 
-import { InvalidArgumentError, checkInteger, checkOneOf, checkPowerOfTwo, panic } from "../errors.js";
-import { type Arena, CACHE_LINE, ENTRY_BYTES, ENTRY_WORDS, alignUp } from "./layout.js";
-import { WAKE_WORD_BYTES, type WakeMode, initWakeWord } from "./wake.js";
+import {
+  checkInteger,
+  checkOneOf,
+  checkPowerOfTwo,
+  InvalidArgumentError,
+  panic,
+} from "../errors.js";
+import { type Arena, CACHE_LINE, ENTRY_BYTES, ENTRY_WORDS, kEntrySeq } from "./layout.js";
+import { initWakeWord, WAKE_WORD_BYTES, type WakeMode } from "./wake.js";
 
 export type RingKind = "spsc" | "mpmc";
 export const RING_KINDS: readonly RingKind[] = ["spsc", "mpmc"];
@@ -67,11 +74,11 @@ export interface RingProducer {
    * MPMC ring a second call returns 0 if another producer has claimed in between.
    */
   reserve(n: number): number;
-  /** Int32 index in `i32` of slot `i` (0-based) of the current batch. */
+  /** Int32 index in `i32` of the first payload word of slot `i` (0-based) of the current batch. */
   slot(i: number): number;
   /** Make the whole batch visible to consumers: one tail update, then wake a parked consumer. */
   publish(): void;
-  /** Reserve, copy, publish one entry of up to 16 words; false when the ring is full. */
+  /** Reserve, copy, publish one entry of up to 15 payload words; false when the ring is full. */
   tryPush(words: ArrayLike<number>): boolean;
   /** True if a reserve(1) would succeed now: the producer's wait condition. */
   hasSpace(): boolean;
@@ -83,11 +90,11 @@ export interface RingConsumer {
   readonly capacity: number;
   /** Claim up to `max` more published entries; returns how many (0 when the ring is empty). */
   peek(max: number): number;
-  /** Int32 index in `i32` of entry `i` (0-based) of the current claim. */
+  /** Int32 index in `i32` of the first payload word of entry `i` (0-based) of the current claim. */
   entry(i: number): number;
   /** Give every claimed slot back to producers: one head update, then wake a parked producer. */
   release(): void;
-  /** Copy one entry into `into` (16 words) and release it; false when the ring is empty. */
+  /** Copy one entry's 15 payload words into `into` and release it; false when the ring is empty. */
   tryPop(into: Int32Array): boolean;
   /** True if a peek(1) would find an entry now: the consumer's wait condition. */
   hasEntries(): boolean;
@@ -100,10 +107,9 @@ export interface Ring extends RingProducer, RingConsumer {
   size(): number;
 }
 
-/** Bytes a ring of this kind and capacity occupies (header, entries, per-slot sequences). */
-export function ringBytes(kind: RingKind, capacity: number): number {
-  const entries = RING_HEADER_BYTES + capacity * ENTRY_BYTES;
-  return kind === "mpmc" ? entries + alignUp(capacity * 4, CACHE_LINE) : entries;
+/** Bytes a ring of this kind and capacity occupies (header and entries; both kinds alike). */
+export function ringBytes(_kind: RingKind, capacity: number): number {
+  return RING_HEADER_BYTES + capacity * ENTRY_BYTES;
 }
 
 export interface RingOptions {
@@ -159,14 +165,14 @@ export function initRing(sab: SharedArrayBuffer, desc: RingDescriptor, initialCo
   w[kKind] = desc.kind === "spsc" ? 1 : 2;
   w[kCapacity] = desc.capacity;
   w[kEntryWords] = ENTRY_WORDS;
-  if (desc.kind === "mpmc") {
-    // Vyukov: the slot for position p starts with sequence p ("free for the producer of p").
-    const seqs = RING_HEADER_BYTES / 4 + desc.capacity * ENTRY_WORDS;
-    const mask = desc.capacity - 1;
-    for (let j = 0; j < desc.capacity; j++) {
-      const p = (first + j) | 0;
-      w[seqs + (p & mask)] = p;
-    }
+  // Each slot's sequence word, for the first lap's position p of that slot:
+  //   mpmc (Vyukov): p, "free for the producer of p";
+  //   spsc: p + 1 - capacity, "published one lap ago", which no consumer of p mistakes for p + 1.
+  const mask = desc.capacity - 1;
+  for (let j = 0; j < desc.capacity; j++) {
+    const p = (first + j) | 0;
+    const seq = desc.kind === "mpmc" ? p : (p + 1 - desc.capacity) | 0;
+    w[RING_HEADER_BYTES / 4 + ((p & mask) << 4) + kEntrySeq] = seq;
   }
   Atomics.store(w, kMagic, RING_MAGIC); // publish: the header is complete
 }
@@ -177,10 +183,14 @@ export function checkDescriptor(sab: SharedArrayBuffer, desc: RingDescriptor): v
   checkPowerOfTwo("capacity", desc.capacity, MIN_CAPACITY, MAX_CAPACITY);
   checkInteger("ring offset", desc.offset, 0, sab.byteLength);
   if (desc.offset % CACHE_LINE !== 0) {
-    throw new InvalidArgumentError(`ring offset must be a multiple of ${CACHE_LINE}, got ${desc.offset}`);
+    throw new InvalidArgumentError(
+      `ring offset must be a multiple of ${CACHE_LINE}, got ${desc.offset}`,
+    );
   }
   if (desc.offset + ringBytes(desc.kind, desc.capacity) > sab.byteLength) {
-    throw new InvalidArgumentError(`ring at ${desc.offset} of capacity ${desc.capacity} overruns the buffer`);
+    throw new InvalidArgumentError(
+      `ring at ${desc.offset} of capacity ${desc.capacity} overruns the buffer`,
+    );
   }
 }
 
@@ -190,6 +200,8 @@ export function checkHeader(i32: Int32Array, desc: RingDescriptor): void {
   const kind = desc.kind === "spsc" ? 1 : 2;
   if (Atomics.load(i32, at + kMagic) !== RING_MAGIC) panic(`ring@${desc.offset}: no ring header`); // load: header published at init
   if (i32[at + kKind] !== kind || i32[at + kCapacity] !== desc.capacity) {
-    panic(`ring@${desc.offset}: header says kind ${i32[at + kKind]} capacity ${i32[at + kCapacity]}`);
+    panic(
+      `ring@${desc.offset}: header says kind ${i32[at + kKind]} capacity ${i32[at + kCapacity]}`,
+    );
   }
 }

@@ -2,28 +2,34 @@
  * spsc: the single-producer single-consumer ring, the cheapest correct ring for an edge with one
  * writer thread and one reader thread (a core's request ring to one domain).
  *
- * Design (Lamport's queue with cached indexes, as in rigtorp's SPSCQueue and the io_uring SQ):
- * the producer alone writes `tail`, the consumer alone writes `head`. Each side keeps its own
- * counter in a local field and a cached copy of the other side's, and reads the shared line of
- * the other side only when the cache says full (producer) or empty (consumer). So in steady
- * state a batch costs one store-release of the own counter and no read of the other's line.
+ * Design (Lamport's queue with cached indexes, as rigtorp's SPSCQueue, plus FastForward's
+ * in-slot signalling): the producer alone writes `tail`, the consumer alone writes `head`, each
+ * once per batch. The consumer does not poll `tail`: it polls the sequence word of the next
+ * slot, which lives in the same cache line as the entry it is about to read, so a round trip
+ * moves one line each way instead of two (the entry and a counter). The producer reads `head`
+ * only when its cached copy says the ring is full. `tail` is kept for monitors (queue depth)
+ * and as the batch's single counter update.
  *
- * Owner notes: tail — producer thread only (Atomics.store); head — consumer thread only
- * (Atomics.store); entries of positions [head, tail) belong to the consumer, the rest to the
- * producer. The store of tail publishes the entries written before it (Atomics are seq-cst, so
- * plain writes to the entry happen-before a consumer's Atomics.load of the new tail).
+ *   slot sequence   (position + 1) once the producer has published that position; anything
+ *                   else (e.g. position + 1 − capacity, left from the lap before) means "not yet"
+ *
+ * Owner notes: tail and every slot's sequence word — producer thread only (Atomics.store);
+ * head — consumer thread only (Atomics.store). Payload words of positions [head, tail) belong to
+ * the consumer, the rest to the producer. A slot's sequence store publishes the payload written
+ * before it (Atomics are sequentially consistent: plain writes of the payload happen-before a
+ * consumer's Atomics.load that sees the new sequence).
  */
 
 import { InvalidArgumentError, panic } from "../errors.js";
-import { ENTRY_WORDS } from "./layout.js";
+import { PAYLOAD_WORDS } from "./layout.js";
 import {
-  RING_HEADER_BYTES,
-  type Ring,
-  type RingDescriptor,
   checkDescriptor,
   checkHeader,
   kHead,
   kTail,
+  RING_HEADER_BYTES,
+  type Ring,
+  type RingDescriptor,
 } from "./ring.js";
 import { Notifier } from "./wake.js";
 
@@ -35,6 +41,7 @@ export class SpscRing implements Ring {
   readonly #mask: number;
   readonly #tailAt: number;
   readonly #headAt: number;
+  /** Int32 index of slot 0's sequence word; slot s starts at #base + s * 16. */
   readonly #base: number;
   readonly #notEmpty: Notifier | null;
   readonly #notFull: Notifier | null;
@@ -45,11 +52,12 @@ export class SpscRing implements Ring {
   #pending = 0;
   // Consumer-local state.
   #head: number;
-  #cachedTail: number;
   #claimed = 0;
 
   constructor(sab: SharedArrayBuffer, desc: RingDescriptor) {
-    if (desc.kind !== "spsc") throw new InvalidArgumentError(`SpscRing needs an spsc descriptor, got ${desc.kind}`);
+    if (desc.kind !== "spsc") {
+      throw new InvalidArgumentError(`SpscRing needs an spsc descriptor, got ${desc.kind}`);
+    }
     checkDescriptor(sab, desc);
     this.descriptor = desc;
     this.i32 = new Int32Array(sab);
@@ -63,35 +71,45 @@ export class SpscRing implements Ring {
     this.#tail = Atomics.load(this.i32, this.#tailAt); // load: attach where the last producer stopped
     this.#head = Atomics.load(this.i32, this.#headAt); // load: attach where the last consumer stopped
     this.#cachedHead = this.#head;
-    this.#cachedTail = this.#tail;
     this.#notEmpty = desc.notEmpty !== undefined ? new Notifier(sab, desc.notEmpty) : null;
     this.#notFull = desc.notFull !== undefined ? new Notifier(sab, desc.notFull) : null;
+  }
+
+  /** Int32 index of the sequence word of the slot that holds `pos`. */
+  #seqAt(pos: number): number {
+    return this.#base + ((pos & this.#mask) << 4);
   }
 
   // ---- producer ----
 
   reserve(n: number): number {
-    const used = (this.#tail + this.#pending - this.#cachedHead) | 0;
-    let free = this.capacity - used;
+    let free = this.capacity - ((this.#tail + this.#pending - this.#cachedHead) | 0);
     if (free < n) {
-      this.#cachedHead = Atomics.load(this.i32, this.#headAt); // load-acquire: slots the consumer gave back
+      this.#cachedHead = Atomics.load(this.i32, this.#headAt); // load-acquire: slots given back
       free = this.capacity - ((this.#tail + this.#pending - this.#cachedHead) | 0);
     }
-    const k = n < free ? n : free;
-    if (k < 0) panic(`spsc@${this.descriptor.offset}: more in flight than capacity`);
+    if (free < 0) panic(`spsc@${this.descriptor.offset}: more in flight than capacity`);
+    const k = n < free ? (n > 0 ? n : 0) : free;
     this.#pending += k;
     return k;
   }
 
   slot(i: number): number {
-    return this.#base + (((this.#tail + i) & this.#mask) << 4);
+    return this.#seqAt((this.#tail + i) | 0) + 1;
   }
 
   publish(): void {
-    if (this.#pending === 0) return;
-    this.#tail = (this.#tail + this.#pending) | 0;
+    const n = this.#pending;
+    if (n === 0) return;
+    const i32 = this.i32;
+    const first = this.#tail;
+    for (let i = 0; i < n; i++) {
+      const pos = (first + i) | 0;
+      Atomics.store(i32, this.#seqAt(pos), (pos + 1) | 0); // publish: the entry of pos
+    }
+    this.#tail = (first + n) | 0;
     this.#pending = 0;
-    Atomics.store(this.i32, this.#tailAt, this.#tail); // publish: store-release of the batch
+    Atomics.store(i32, this.#tailAt, this.#tail); // publish: the batch's one counter update
     this.#notEmpty?.notify();
   }
 
@@ -113,19 +131,20 @@ export class SpscRing implements Ring {
   // ---- consumer ----
 
   peek(max: number): number {
-    let avail = (this.#cachedTail - this.#head - this.#claimed) | 0;
-    if (avail < max) {
-      this.#cachedTail = Atomics.load(this.i32, this.#tailAt); // load-acquire: newly published entries
-      avail = (this.#cachedTail - this.#head - this.#claimed) | 0;
+    const i32 = this.i32;
+    const start = (this.#head + this.#claimed) | 0;
+    let k = 0;
+    while (k < max) {
+      const pos = (start + k) | 0;
+      if (Atomics.load(i32, this.#seqAt(pos)) !== ((pos + 1) | 0)) break; // load-acquire: published?
+      k++;
     }
-    const k = max < avail ? max : avail;
-    if (k < 0) panic(`spsc@${this.descriptor.offset}: head passed tail`);
     this.#claimed += k;
     return k;
   }
 
   entry(i: number): number {
-    return this.#base + (((this.#head + i) & this.#mask) << 4);
+    return this.#seqAt((this.#head + i) | 0) + 1;
   }
 
   release(): void {
@@ -145,31 +164,38 @@ export class SpscRing implements Ring {
   }
 
   hasEntries(): boolean {
-    if (this.#cachedTail !== ((this.#head + this.#claimed) | 0)) return true;
-    this.#cachedTail = Atomics.load(this.i32, this.#tailAt); // load-acquire
-    return this.#cachedTail !== ((this.#head + this.#claimed) | 0);
+    const pos = (this.#head + this.#claimed) | 0;
+    return Atomics.load(this.i32, this.#seqAt(pos)) === ((pos + 1) | 0); // load-acquire
   }
 
   size(): number {
-    return (Atomics.load(this.i32, this.#tailAt) - Atomics.load(this.i32, this.#headAt)) | 0; // load: a snapshot
+    // load: a snapshot of both counters, for monitors
+    return (Atomics.load(this.i32, this.#tailAt) - Atomics.load(this.i32, this.#headAt)) | 0;
   }
 }
 
-/** Copy up to 16 words into the entry at `at` (the rest of the entry is zeroed). */
+/** Copy up to 15 payload words to the entry whose payload starts at `at` (the rest zeroed). */
 export function writeEntry(i32: Int32Array, at: number, words: ArrayLike<number>): void {
   const n = checkEntryWords(words);
   for (let w = 0; w < n; w++) i32[at + w] = words[w];
-  for (let w = n; w < ENTRY_WORDS; w++) i32[at + w] = 0;
+  for (let w = n; w < PAYLOAD_WORDS; w++) i32[at + w] = 0;
 }
 
-/** The number of words in `words`; throws if they do not fit in one entry. */
+/** The number of words in `words`; throws if they do not fit in one entry's payload. */
 export function checkEntryWords(words: ArrayLike<number>): number {
   const n = words.length;
-  if (n > ENTRY_WORDS) throw new InvalidArgumentError(`an entry holds ${ENTRY_WORDS} words, got ${n}`);
+  if (n > PAYLOAD_WORDS) {
+    throw new InvalidArgumentError(`an entry carries ${PAYLOAD_WORDS} payload words, got ${n}`);
+  }
   return n;
 }
 
-/** Copy the 16 words of the entry at `at` into `into`. */
+/** Copy the 15 payload words of the entry whose payload starts at `at` into `into`. */
 export function readEntry(i32: Int32Array, at: number, into: Int32Array): void {
-  for (let w = 0; w < ENTRY_WORDS; w++) into[w] = i32[at + w];
+  if (into.length < PAYLOAD_WORDS) {
+    throw new InvalidArgumentError(
+      `tryPop needs room for ${PAYLOAD_WORDS} words, got ${into.length}`,
+    );
+  }
+  for (let w = 0; w < PAYLOAD_WORDS; w++) into[w] = i32[at + w];
 }

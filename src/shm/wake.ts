@@ -13,14 +13,20 @@
  *   Waiter                                   Notifier
  *   1. spin on ready() for a budget          1. publish (store-release of the ring's tail)
  *   2. store needWakeup = 1                  2. load needWakeup
- *   3. re-check ready(); if true, clear      3. if it is 1: exchange it to 0, and if the old
- *      the flag and return                      value was 1, Atomics.notify the word
+ *   3. re-check ready(); if true, return     3. if it is 1: exchange it to 0, and if the old
+ *      (the flag is left set)                   value was 1, Atomics.notify every waiter
  *   4. Atomics.wait(word, 1)
  *   All four Atomics here are sequentially consistent, so steps W2/W3 and N1/N2 form a Dekker
  *   pair: either the waiter's re-check sees the publish, or the notifier sees the flag. The wait
  *   in W4 compares against 1, so a notifier that cleared the flag between W3 and W4 makes the
  *   wait return at once ("not-equal") instead of sleeping through the wake-up: no lost wake-ups,
  *   and no notify (a syscall) while the consumer is awake.
+ *   Several waiters may share one word (the consumers of an MPMC ring, its producers on
+ *   notFull, a domain's rings). The flag then stands for all of them, so two rules keep a sleeper
+ *   from being stranded with the flag down and nobody left to raise it: a waiter never lowers
+ *   the flag (W3 and a timeout leave it set: it may be another sleeper's announcement; a stale 1
+ *   costs one needless notify), and a notifier that lowers it wakes every sleeper — or, with a
+ *   smaller wakeCount, raises it again when it woke that many, so the next publish wakes the rest.
  *
  * Modes (per wake word, stored in the word's line so any thread may switch them while running):
  *   spin    never park: step 1 runs until ready() (a core that owns a CPU, SQPOLL style)
@@ -36,12 +42,13 @@
  * (latency and CPU both worse). A pending `Atomics.waitAsync` does not keep Node's event loop
  * alive, so {@link Waiter.waitAsync} holds a timer for as long as it is parked.
  *
- * Owner notes: the flag is written by waiters (store 1, store 0) and notifiers (exchange to 0);
+ * Owner notes: the flag is written by waiters (store 1 only) and notifiers (exchange to 0, and
+ * store 1 when a wakeCount notify may have left sleepers);
  * the mode by anyone (store); each waiter's and notifier's counters by that object's thread
  * only (plain stores; readers on other threads may see a slightly stale value).
  */
 
-import { InvalidArgumentError, checkInteger, checkOneOf } from "../errors.js";
+import { checkInteger, checkOneOf, InvalidArgumentError } from "../errors.js";
 import { CACHE_LINE } from "./layout.js";
 
 /** Bytes of one wake word (a whole cache line, so the flag shares it with nothing hot). */
@@ -62,7 +69,11 @@ function modeNumber(mode: WakeMode): number {
 }
 
 /** Lay out a fresh wake word at `offset` (no waiter, the given mode). Boot-time only. */
-export function initWakeWord(sab: SharedArrayBuffer, offset: number, mode: WakeMode = "hybrid"): void {
+export function initWakeWord(
+  sab: SharedArrayBuffer,
+  offset: number,
+  mode: WakeMode = "hybrid",
+): void {
   checkWordOffset(sab, offset);
   const i32 = new Int32Array(sab, offset, WAKE_WORD_BYTES / 4);
   i32.fill(0);
@@ -72,7 +83,9 @@ export function initWakeWord(sab: SharedArrayBuffer, offset: number, mode: WakeM
 function checkWordOffset(sab: SharedArrayBuffer, offset: number): void {
   checkInteger("wake word offset", offset, 0, sab.byteLength - WAKE_WORD_BYTES);
   if (offset % CACHE_LINE !== 0) {
-    throw new InvalidArgumentError(`wake word offset must be a multiple of ${CACHE_LINE}, got ${offset}`);
+    throw new InvalidArgumentError(
+      `wake word offset must be a multiple of ${CACHE_LINE}, got ${offset}`,
+    );
   }
 }
 
@@ -126,12 +139,26 @@ export interface WaiterOptions {
    * round trips on Linux.
    */
   readonly shortParkMs?: number;
+  /** Iterations of local work between two polls while spinning (a software PAUSE); default 16. */
+  readonly pause?: number;
   /** Where the counters live: a Float64Array of {@link WAITER_STATS} slots, e.g. in shared memory. */
   readonly stats?: Float64Array;
 }
 
 /** A check-every-N-iterations mask for the spin loop: the clock and the mode are read this often. */
 const SPIN_CHECK_MASK = 1023;
+
+/**
+ * Relax between two polls of a spin loop: JavaScript has no PAUSE instruction, so a short run of
+ * local arithmetic stands in for it. Polling back-to-back makes the waiter re-read the line the
+ * producer is still writing, bouncing it between cores mid-write; a pause lets the write finish.
+ */
+let relaxSink = 0;
+function relax(iterations: number): void {
+  let x = relaxSink;
+  for (let i = 0; i < iterations; i++) x = (x + i) | 0;
+  relaxSink = x;
+}
 
 /**
  * The consumer side of a wake word. One per thread that waits; not shared between threads.
@@ -142,6 +169,7 @@ export class Waiter {
   readonly #minSpin: number;
   readonly #maxSpin: number;
   readonly #shortParkMs: number;
+  readonly #pause: number;
   #budget: number;
 
   constructor(sab: SharedArrayBuffer, offset: number, options: WaiterOptions = {}) {
@@ -149,8 +177,19 @@ export class Waiter {
     this.#i32 = new Int32Array(sab, offset, WAKE_WORD_BYTES / 4);
     this.#minSpin = checkInteger("minSpin", options.minSpin ?? 16, 0, 2 ** 30);
     this.#maxSpin = checkInteger("maxSpin", options.maxSpin ?? 1 << 15, this.#minSpin, 2 ** 30);
-    this.#budget = checkInteger("spinBudget", options.spinBudget ?? 1 << 12, this.#minSpin, this.#maxSpin);
+    this.#budget = checkInteger(
+      "spinBudget",
+      options.spinBudget ?? 1 << 12,
+      this.#minSpin,
+      this.#maxSpin,
+    );
     this.#shortParkMs = options.shortParkMs ?? 0.2;
+    this.#pause = checkInteger(
+      "pause",
+      options.pause ?? Number(process.env.EXO_PAUSE ?? 16),
+      0,
+      4096,
+    );
     if (!(this.#shortParkMs >= 0)) {
       throw new InvalidArgumentError(`shortParkMs must be a number >= 0, got ${this.#shortParkMs}`);
     }
@@ -201,7 +240,8 @@ export class Waiter {
     if (ready()) return true;
     const s = this.#stats;
     s[kWaits]++;
-    const deadline = timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
+    const deadline =
+      timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
     if (this.#spin(ready, deadline)) return true;
     for (;;) {
       if (performance.now() >= deadline) return this.#timedOut();
@@ -210,17 +250,22 @@ export class Waiter {
         continue;
       }
       Atomics.store(this.#i32, kFlag, 1); // announce: need wake-up (pairs with the notifier's load)
-      if (ready()) return this.#clearFlag();
+      if (ready()) return true;
       const t0 = performance.now();
       const left = deadline - t0;
-      const r = Atomics.wait(this.#i32, kFlag, 1, left === Number.POSITIVE_INFINITY ? undefined : left); // park
+      const r = Atomics.wait(
+        this.#i32,
+        kFlag,
+        1,
+        left === Number.POSITIVE_INFINITY ? undefined : left,
+      ); // park
       if (r !== "not-equal") {
         // "not-equal": a notifier cleared the flag before we slept; that was no park.
         s[kParks]++;
         s[kWakeups]++;
         this.#adaptAfterPark(performance.now() - t0);
       }
-      if (ready()) return this.#clearFlag();
+      if (ready()) return true;
     }
   }
 
@@ -232,15 +277,21 @@ export class Waiter {
     if (ready()) return true;
     const s = this.#stats;
     s[kWaits]++;
-    const deadline = timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
+    const deadline =
+      timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
     if (this.#spin(ready, deadline)) return true;
     for (;;) {
       if (performance.now() >= deadline) return this.#timedOut();
       Atomics.store(this.#i32, kFlag, 1); // announce: need wake-up
-      if (ready()) return this.#clearFlag();
+      if (ready()) return true;
       const t0 = performance.now();
       const left = deadline - t0;
-      const r = Atomics.waitAsync(this.#i32, kFlag, 1, left === Number.POSITIVE_INFINITY ? undefined : left); // park
+      const r = Atomics.waitAsync(
+        this.#i32,
+        kFlag,
+        1,
+        left === Number.POSITIVE_INFINITY ? undefined : left,
+      ); // park
       if (r.async) {
         s[kParks]++;
         // A pending waitAsync does not keep the event loop alive; this timer does, until woken.
@@ -253,7 +304,7 @@ export class Waiter {
         s[kWakeups]++;
         this.#adaptAfterPark(performance.now() - t0);
       }
-      if (ready()) return this.#clearFlag();
+      if (ready()) return true;
     }
   }
 
@@ -270,6 +321,7 @@ export class Waiter {
         if (mode === MODE_HYBRID && i > budget / 2) this.#setBudget(this.#budget * 2);
         return true;
       }
+      relax(this.#pause);
       if ((i & SPIN_CHECK_MASK) === 0) {
         if (performance.now() >= deadline) {
           s[kSpins] += i;
@@ -296,14 +348,8 @@ export class Waiter {
     this.#stats[kBudget] = this.#budget;
   }
 
-  #clearFlag(): true {
-    // A notifier may already have cleared it; a stale 1 would only cost it a needless notify.
-    if (Atomics.load(this.#i32, kFlag) !== 0) Atomics.store(this.#i32, kFlag, 0); // retract
-    return true;
-  }
-
   #timedOut(): false {
-    this.#clearFlag();
+    // The flag stays up: another waiter on this word may be asleep behind it.
     this.#stats[kTimeouts]++;
     return false;
   }
@@ -315,16 +361,25 @@ export class Waiter {
 export class Notifier {
   readonly #i32: Int32Array;
   readonly #stats: Float64Array;
+  /** Waiters one notify wakes; +Infinity (the default) wakes them all. */
   readonly #count: number;
 
   /**
-   * @param wakeCount how many parked waiters one notify wakes (1 for a single consumer; more
-   *   where several consumers share the word and parallel drain pays).
+   * @param wakeCount how many parked waiters one notify wakes; default all of them. A smaller
+   *   count suits only waiters that wait for the same thing (any one of them can take the work):
+   *   the rest stay asleep until a later publish (see the design note on shared words).
    */
-  constructor(sab: SharedArrayBuffer, offset: number, options: { wakeCount?: number; stats?: Float64Array } = {}) {
+  constructor(
+    sab: SharedArrayBuffer,
+    offset: number,
+    options: { wakeCount?: number; stats?: Float64Array } = {},
+  ) {
     checkWordOffset(sab, offset);
     this.#i32 = new Int32Array(sab, offset, WAKE_WORD_BYTES / 4);
-    this.#count = checkInteger("wakeCount", options.wakeCount ?? 1, 1, 2 ** 30);
+    this.#count =
+      options.wakeCount === undefined
+        ? Number.POSITIVE_INFINITY
+        : checkInteger("wakeCount", options.wakeCount, 1, 2 ** 30);
     if (options.stats && options.stats.length < NOTIFIER_STATS) {
       throw new InvalidArgumentError(`stats must have at least ${NOTIFIER_STATS} slots`);
     }
@@ -337,9 +392,12 @@ export class Notifier {
     // load first: the common case (consumer awake) costs one plain load and no RMW.
     if (Atomics.load(this.#i32, kFlag) === 0) return; // load: pairs with the waiter's store of 1
     if (Atomics.exchange(this.#i32, kFlag, 0) === 1) {
-      // claim: only one notifier per park
+      // claim: one notifier takes the flag down and does the waking
       this.#stats[kNotifies]++;
-      Atomics.notify(this.#i32, kFlag, this.#count); // wake
+      const woken = Atomics.notify(this.#i32, kFlag, this.#count); // wake
+      // The exchange took down every sleeper's announcement; if the count ran out, some may
+      // still sleep: put the flag back up so that the next publish wakes them.
+      if (woken === this.#count) Atomics.store(this.#i32, kFlag, 1); // announce: sleepers remain
     }
   }
 
