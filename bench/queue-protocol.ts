@@ -7,7 +7,7 @@ import type { MessagePort } from "node:worker_threads";
 import type { RingDescriptor } from "../src/shm/index.js";
 
 export type WorkerRole =
-  | { role: "bare-spin"; sab: SharedArrayBuffer }
+  | { role: "bare-spin"; sab: SharedArrayBuffer; payload: boolean }
   | {
       role: "ring";
       sab: SharedArrayBuffer;

@@ -71,6 +71,11 @@ export interface LatencyResult {
   p99Ns: number;
   p999Ns: number;
   meanNs: number;
+  /**
+   * Mean round trip over a tight loop with no clock read per sample (sync methods only): the
+   * per-sample figures above each include two performance.now() calls.
+   */
+  loopNs: number | null;
   minNs: number;
   maxNs: number;
   /** p50 of this method / p50 of exocore hybrid (how many times slower than hybrid). */
@@ -164,28 +169,38 @@ function fillPayload(i32: Int32Array, at: number, seq: number, words = PAYLOAD_W
 
 // ---- latency methods ----
 
-const bareSpin: LatencyMethod = {
-  name: "bare-spin",
-  label: "bare spin (2 words, no ring)",
-  async setup() {
-    const sab = new SharedArrayBuffer(256);
-    const i32 = new Int32Array(sab);
-    const worker = await startWorker({ role: "bare-spin", sab });
-    let seq = 0;
-    return {
-      async: false,
-      roundTrip() {
-        seq = (seq + 1) & 0x3fffffff || 1;
-        Atomics.store(i32, kReqSeq, seq); // publish: request
-        while (Atomics.load(i32, kRepSeq) !== seq); // spin: reply
-      },
-      async teardown() {
-        Atomics.store(i32, kReqSeq, STOP); // publish: stop
-        await stopWorker(worker);
-      },
-    };
-  },
-};
+/**
+ * The floor: two threads spinning on shared words with nothing else in the way. `payload` false
+ * moves one word each way; true also moves 15 more words each way in the same line (the same 64
+ * bytes a ring entry carries), the physical cost of the data itself.
+ */
+function bareSpinMethod(payload: boolean): LatencyMethod {
+  return {
+    name: payload ? "bare-spin-64" : "bare-spin",
+    label: payload ? "bare spin, 64 bytes (no ring)" : "bare spin, 1 word (no ring)",
+    async setup() {
+      const sab = new SharedArrayBuffer(256);
+      const i32 = new Int32Array(sab);
+      const worker = await startWorker({ role: "bare-spin", sab, payload });
+      let seq = 0;
+      return {
+        async: false,
+        roundTrip() {
+          seq = (seq + 1) & 0x3fffffff || 1;
+          if (payload) for (let w = 1; w < ENTRY_WORDS; w++) i32[kReqSeq + w] = (seq + w) | 0;
+          Atomics.store(i32, kReqSeq, seq); // publish: request
+          while (Atomics.load(i32, kRepSeq) !== seq); // spin: reply
+          if (payload && i32[kRepSeq + 1] !== ((seq + 1) | 0))
+            throw new Error("bare-spin-64 echo mismatch");
+        },
+        async teardown() {
+          Atomics.store(i32, kReqSeq, STOP); // publish: stop
+          await stopWorker(worker);
+        },
+      };
+    },
+  };
+}
 
 function ringMethod(mode: WakeMode): LatencyMethod {
   return {
@@ -373,7 +388,8 @@ function piscinaMethod(atomics: "sync" | "async"): LatencyMethod {
 }
 
 export const LATENCY_METHODS: readonly LatencyMethod[] = [
-  bareSpin,
+  bareSpinMethod(false),
+  bareSpinMethod(true),
   ringMethod("spin"),
   ringMethod("hybrid"),
   ringMethod("park"),
@@ -609,6 +625,14 @@ export async function runQueueBench(
       const ms = r.latency.samples ?? [];
       const ns = Float64Array.from(ms, (v) => v * 1e6).sort();
       const mean = ns.reduce((a, b) => a + b, 0) / ns.length;
+      let loopNs: number | null = null;
+      if (!session.async) {
+        const roundTrip = session.roundTrip as () => void;
+        const n = samples * 4;
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) roundTrip();
+        loopNs = ((performance.now() - t0) * 1e6) / n;
+      }
       latency.push({
         method: method.name,
         label: method.label,
@@ -617,6 +641,7 @@ export async function runQueueBench(
         p99Ns: percentile(ns, 0.99),
         p999Ns: percentile(ns, 0.999),
         meanNs: mean,
+        loopNs,
         minNs: ns[0],
         maxNs: ns[ns.length - 1],
         ratioToHybrid: Number.NaN,
@@ -693,11 +718,16 @@ export function checkQueueTargets(r: QueueBenchReport): TargetCheck[] {
   const spin = lat("exocore-spin");
   const bare = lat("bare-spin");
   if (spin && bare) {
-    const ratio = spin.p50Ns / bare.p50Ns;
+    // Untimed loop means where we have them: the per-sample figures carry ~120 ns of clock reads
+    // on both sides, which would flatter the ratio.
+    const a = spin.loopNs ?? spin.p50Ns;
+    const b = bare.loopNs ?? bare.p50Ns;
+    const what = spin.loopNs !== null && bare.loopNs !== null ? "untimed loop means" : "p50";
+    const ratio = a / b;
     checks.push({
-      name: "spin round trip within 1.5× of a bare spin ping-pong (p50)",
+      name: "spin round trip within 1.5× of a bare spin ping-pong",
       ok: ratio <= 1.5,
-      detail: `${fmtNs(spin.p50Ns)} vs ${fmtNs(bare.p50Ns)} = ${ratio.toFixed(2)}×`,
+      detail: `${fmtNs(a)} vs ${fmtNs(b)} (${what}) = ${ratio.toFixed(2)}×`,
     });
   }
   const hybrid = lat("exocore-hybrid");
@@ -754,16 +784,20 @@ export function formatQueueReport(r: QueueBenchReport): string {
   lines.push("");
   lines.push("Round trip, 64-byte request + 64-byte reply");
   lines.push(
-    `  ${pad("method", 38)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad("p99.9", 11, true)}${pad("× hybrid", 11, true)}`,
+    `  ${pad("method", 38)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad("p99.9", 11, true)}${pad("× hybrid", 11, true)}${pad("loop mean", 12, true)}`,
   );
   for (const l of r.latency) {
     const ratio = Number.isFinite(l.ratioToHybrid)
       ? `${l.ratioToHybrid < 10 ? l.ratioToHybrid.toFixed(2) : l.ratioToHybrid.toFixed(0)}×`
       : "-";
     lines.push(
-      `  ${pad(l.label, 38)}${pad(fmtNs(l.p50Ns), 11, true)}${pad(fmtNs(l.p99Ns), 11, true)}${pad(fmtNs(l.p999Ns), 11, true)}${pad(ratio, 11, true)}`,
+      `  ${pad(l.label, 38)}${pad(fmtNs(l.p50Ns), 11, true)}${pad(fmtNs(l.p99Ns), 11, true)}${pad(fmtNs(l.p999Ns), 11, true)}${pad(ratio, 11, true)}${pad(l.loopNs === null ? "-" : fmtNs(l.loopNs), 12, true)}`,
     );
   }
+  lines.push(
+    "  (p50/p99/p99.9: one sample per round trip, clock read included; loop mean: a tight loop of",
+    "   round trips with no clock read per sample, for the methods that wait in place)",
+  );
   if (r.idle) {
     lines.push("");
     lines.push(
