@@ -148,14 +148,52 @@ async function startWorker(
   transfer: readonly import("node:worker_threads").TransferListItem[] = [],
 ): Promise<Worker> {
   const worker = new Worker(WORKER_URL, { workerData: data, transferList: [...transfer] });
-  const [msg] = (await once(worker, "message")) as [unknown];
+  // Listen for the exit from the start: a worker that posts its result and returns may be gone
+  // before anyone asks, and a listener added after the event would wait forever.
+  exits.set(
+    worker,
+    once(worker, "exit").then(() => undefined),
+  );
+  const msg = await nextMessage<unknown>(worker, data.role);
   if (msg !== "ready")
     throw new Error(`queue worker (${data.role}) said ${String(msg)} instead of ready`);
   return worker;
 }
 
+/**
+ * The worker's next message. Rejects if the worker errs or exits first: a bare once("message")
+ * would leave the run awaiting forever once the worker is gone and nothing else holds the loop.
+ */
+function nextMessage<T>(worker: Worker, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onMessage = (m: T) => {
+      cleanup();
+      resolve(m);
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(new Error(`queue worker (${what}) exited with code ${code} before it answered`));
+    };
+    const cleanup = () => {
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+    };
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.on("exit", onExit);
+  });
+}
+
+const exits = new WeakMap<Worker, Promise<void>>();
+
+/** Wait for a worker to finish (it has been told to stop); terminate it if it has not in 5 s. */
 async function stopWorker(worker: Worker): Promise<void> {
-  const exited = once(worker, "exit");
+  const exited = exits.get(worker) ?? once(worker, "exit").then(() => undefined);
   const timer = setTimeout(() => void worker.terminate(), 5000);
   await exited;
   clearTimeout(timer);
@@ -221,8 +259,8 @@ function ringMethod(mode: WakeMode): LatencyMethod {
       const ready = () => rp.hasEntries();
       const i32 = rq.i32;
       let seq = 0;
-      const nextMessage = () =>
-        once(worker, "message") as Promise<[{ cpuMs: number; waiter: WaiterStats }]>;
+      const probeReply = () =>
+        nextMessage<{ cpuMs: number; waiter: WaiterStats }>(worker, "ring idle probe");
       return {
         async: false,
         roundTrip() {
@@ -239,10 +277,10 @@ function ringMethod(mode: WakeMode): LatencyMethod {
         waiterStats: () => waiter.stats(),
         async idle(windowMs: number) {
           const probe = async () => {
-            const got = nextMessage();
+            const got = probeReply();
             Atomics.store(ctl, kIdleProbe, 1); // publish: probe request
             wakeWorker.notify();
-            const [m] = await got;
+            const m = await got;
             return m;
           };
           await sleep(200); // let the worker spin out its budget and park
@@ -443,7 +481,7 @@ async function ringThroughput(
   const hasSpace = () => rq.hasSpace();
   const hasReplies = () => (rp as NonNullable<typeof rp>).hasEntries();
   const i32 = rq.i32;
-  const done = once(worker, "message") as Promise<[{ seen: number; sum: number }]>;
+  const done = nextMessage<{ seen: number; sum: number }>(worker, "sink-ring");
   const t0 = performance.now();
   let sent = 0;
   let received = 0;
@@ -474,7 +512,7 @@ async function ringThroughput(
       else full.wait(hasSpace);
     }
   }
-  const [result] = await done;
+  const result = await done;
   const seconds = (performance.now() - t0) / 1000;
   await stopWorker(worker);
   if (result.seen !== entries)
@@ -592,7 +630,9 @@ export async function runQueueBench(
   const stem = opts.quick ? "queue-quick" : "queue";
 
   const cpus = os.availableParallelism();
+  const load1 = os.loadavg()[0];
   const layout = [
+    `load average at start: ${load1.toFixed(2)}${load1 > 0.5 ? " — NOT QUIET: other work on the machine changes how fast parked threads wake (see below)" : ""}`,
     `cpus: ${cpus} (${os.cpus()[0]?.model ?? "unknown model"}); busy threads at any time: 2`,
     "latency: main thread = requester (waits in place, no event loop turn); 1 fresh worker = responder per method",
     "piscina: main thread + a pool of exactly 1 worker (minThreads = maxThreads = 1)",
@@ -797,6 +837,9 @@ export function formatQueueReport(r: QueueBenchReport): string {
   lines.push(
     "  (p50/p99/p99.9: one sample per round trip, clock read included; loop mean: a tight loop of",
     "   round trips with no clock read per sample, for the methods that wait in place)",
+    "  Methods that park a thread (park, Atomics.wait, postMessage, piscina) pay the wake-up of an",
+    "  idle CPU: on a virtual machine an idle vCPU halts, and waking it costs ~50-60 µs. With other",
+    "  load keeping the vCPUs busy the same wake-ups take ~4-12 µs. Compare runs on a quiet machine.",
   );
   if (r.idle) {
     lines.push("");
