@@ -621,6 +621,7 @@ function percentile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
+// biome-ignore lint/correctness/noUnusedVariables: a sink the optimiser cannot drop
 let timerSink = 0;
 function timerOverheadNs(): number {
   const n = 100_000;

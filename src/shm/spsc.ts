@@ -89,7 +89,7 @@ export class SpscRing implements Ring {
       free = this.capacity - ((this.#tail + this.#pending - this.#cachedHead) | 0);
     }
     if (free < 0) panic(`spsc@${this.descriptor.offset}: more in flight than capacity`);
-    const k = n < free ? (n > 0 ? n : 0) : free;
+    const k = Math.max(0, Math.min(n, free));
     this.#pending += k;
     return k;
   }
