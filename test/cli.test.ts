@@ -105,7 +105,7 @@ describe("exocore usage errors (exit 2)", () => {
   const cases: readonly (readonly [string[], string])[] = [
     [["frob"], 'exocore: unknown command "frob" (see exocore --help)'],
     [["bench", "frob"], 'exocore: unknown command "bench frob" (see exocore bench --help)'],
-    [["bench"], 'exocore: "bench" needs a subcommand: queue (see exocore bench --help)'],
+    [["bench"], 'exocore: "bench" needs a subcommand: queue, syscalls (see exocore bench --help)'],
     [["--foo"], "exocore: unknown flag --foo (see exocore --help)"],
     [
       ["bench", "queue", "--foo"],

@@ -469,3 +469,30 @@ describe("Arena", () => {
     );
   });
 });
+
+for (const kind of ["spsc", "mpmc"] as const) {
+  test(`${kind}: release(n) gives back the first n claimed entries and keeps the rest claimed`, () => {
+    const arena = new Arena(new SharedArrayBuffer(1 << 16));
+    const desc = layRing(arena, "r", { kind, capacity: 8, initialCounter: 2 ** 32 - 3 });
+    const producer = attachRing(arena.sab, desc);
+    const consumer = attachRing(arena.sab, desc);
+    for (let v = 1; v <= 8; v++) assert.ok(producer.tryPush([v]));
+    assert.equal(producer.hasSpace(), false);
+    assert.equal(consumer.peek(8), 8);
+    consumer.release(3);
+    assert.equal(consumer.i32[consumer.entry(0)], 4, "entry(0) is the first entry still claimed");
+    assert.equal(producer.hasSpace(), true);
+    assert.equal(producer.reserve(8), 3, "exactly the released slots are free again");
+    for (let i = 0; i < 3; i++) producer.i32[producer.slot(i)] = 9 + i;
+    producer.publish();
+    assert.equal(consumer.peek(8), 3, "a further peek extends the claim with the new entries");
+    const seen: number[] = [];
+    for (let i = 0; i < 8; i++) seen.push(consumer.i32[consumer.entry(i)] as number);
+    assert.deepEqual(seen, [4, 5, 6, 7, 8, 9, 10, 11]);
+    consumer.release(0);
+    assert.equal(consumer.i32[consumer.entry(0)], 4, "release(0) releases nothing");
+    consumer.release();
+    assert.equal(consumer.hasEntries(), false);
+    assert.equal(producer.reserve(8), 8);
+  });
+}

@@ -175,15 +175,16 @@ export class MpmcRing implements Ring {
     return this.#seqAt((this.#takePos + i) | 0) + 1;
   }
 
-  release(): void {
-    const n = this.#taken;
+  release(count: number = this.#taken): void {
+    const n = count < this.#taken ? (count > 0 ? count : 0) : this.#taken;
     if (n === 0) return;
     const cap = this.capacity;
     for (let i = 0; i < n; i++) {
       const pos = (this.#takePos + i) | 0;
       Atomics.store(this.i32, this.#seqAt(pos), (pos + cap) | 0); // publish: slot free for next lap
     }
-    this.#taken = 0;
+    this.#takePos = (this.#takePos + n) | 0;
+    this.#taken -= n;
     this.#notFull?.notify();
   }
 

@@ -92,8 +92,11 @@ export interface RingConsumer {
   peek(max: number): number;
   /** Int32 index in `i32` of the first payload word of entry `i` (0-based) of the current claim. */
   entry(i: number): number;
-  /** Give every claimed slot back to producers: one head update, then wake a parked producer. */
-  release(): void;
+  /**
+   * Give the first `n` claimed slots (default: all) back to producers — one head update, then
+   * wake a parked producer. Entries not released stay claimed: entry(0) is then the first of them.
+   */
+  release(n?: number): void;
   /** Copy one entry's 15 payload words into `into` and release it; false when the ring is empty. */
   tryPop(into: Int32Array): boolean;
   /** True if a peek(1) would find an entry now: the consumer's wait condition. */

@@ -147,10 +147,11 @@ export class SpscRing implements Ring {
     return this.#seqAt((this.#head + i) | 0) + 1;
   }
 
-  release(): void {
-    if (this.#claimed === 0) return;
-    this.#head = (this.#head + this.#claimed) | 0;
-    this.#claimed = 0;
+  release(n: number = this.#claimed): void {
+    const k = n < this.#claimed ? (n > 0 ? n : 0) : this.#claimed;
+    if (k === 0) return;
+    this.#head = (this.#head + k) | 0;
+    this.#claimed -= k;
     Atomics.store(this.i32, this.#headAt, this.#head); // publish: slots back to the producer
     this.#notFull?.notify();
   }

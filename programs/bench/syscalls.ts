@@ -1,0 +1,67 @@
+/**
+ * bench/syscalls: the in-machine half of `exocore bench syscalls` (the XOS table). Measures,
+ * from a green thread on core 0, the cost of each operation and prints one JSON line:
+ *
+ *   null1     a null system call with one outstanding (round trip to the system domain)
+ *   gettsc    the local cycle-counter stand-in (no crossing)
+ *   nullN     null calls kept outstanding by `threads` green threads (FlexSC batching);
+ *             reported as ns per call of the whole batch
+ *   switch    a green-thread switch (two threads yielding to each other)
+ *
+ *   exocore run programs/bench/syscalls.js [iterations] [threads]
+ */
+
+import {
+  type Green,
+  gettsc,
+  join,
+  nullcall,
+  print,
+  spawn,
+  yieldNow,
+} from "../../src/libos/index.js";
+
+function* caller(n: number): Green {
+  for (let i = 0; i < n; i++) yield* nullcall();
+  return 0;
+}
+
+function* yielder(n: number): Green {
+  for (let i = 0; i < n; i++) yield* yieldNow();
+  return 0;
+}
+
+export function* main(args: readonly string[]): Green {
+  const n = Number(args[0] ?? 20000);
+  const threads = Number(args[1] ?? 64);
+  const out: Record<string, number> = {};
+
+  for (let i = 0; i < n / 10; i++) yield* nullcall(); // warm up the path
+  let t0 = performance.now();
+  for (let i = 0; i < n; i++) yield* nullcall();
+  out.null1 = ((performance.now() - t0) * 1e6) / n;
+
+  t0 = performance.now();
+  let x = 0;
+  for (let i = 0; i < n; i++) x += gettsc() & 1;
+  out.gettsc = ((performance.now() - t0) * 1e6) / n + x * 0;
+
+  const per = Math.ceil(n / threads);
+  t0 = performance.now();
+  const ts = [];
+  for (let k = 0; k < threads; k++) ts.push(spawn(caller(per), { name: `caller${k}` }));
+  for (const t of ts) yield* join(t);
+  out.nullN = ((performance.now() - t0) * 1e6) / (per * threads);
+  out.threads = threads;
+
+  t0 = performance.now();
+  const a = spawn(yielder(n), { name: "a" });
+  const b = spawn(yielder(n), { name: "b" });
+  yield* join(a);
+  yield* join(b);
+  out.switch = ((performance.now() - t0) * 1e6) / (2 * n);
+
+  out.iterations = n;
+  yield* print(`${JSON.stringify(out)}\n`);
+  return 0;
+}

@@ -1,0 +1,110 @@
+/**
+ * syscall: the system-call ABI of the machine — numbers, the table of calls with their argument
+ * kinds and where each is served, and the layout of a syscall entry in a ring.
+ *
+ * A syscall entry is one 64-byte ring slot (FlexSC's syscall page entry). Word 0 is the ring's
+ * sequence word — the entry's "status": free, or submitted for position p (src/shm/ring.ts) —
+ * and the 15 payload words are:
+ *
+ *   payload word   0    1    2    3      4 … 9       10    11     12     13 … 14
+ *                ┌────┬────┬────┬──────┬──────────┬─────┬──────┬──────┬─────────┐
+ *                │ nr │pid │tid │reqId │ a0 … a5  │ ret │errno │ core │ reserved│
+ *                └────┴────┴────┴──────┴──────────┴─────┴──────┴──────┴─────────┘
+ *
+ * A core writes nr, pid, tid, reqId, the arguments and its own core id into a request ring; the
+ * serving domain copies the entry into that core's ready queue with ret (≥ 0, or -errno) and
+ * errno (positive, or 0) filled in. Buffers are virtual addresses of the caller's address space;
+ * domains reach them only with copyin/copyout through the caller's page tables.
+ */
+
+export const kNr = 0;
+export const kPid = 1;
+export const kTid = 2;
+export const kReqId = 3;
+export const kA0 = 4;
+export const kA1 = 5;
+export const kA2 = 6;
+export const kA3 = 7;
+export const kA4 = 8;
+export const kA5 = 9;
+export const kRet = 10;
+export const kErrno = 11;
+export const kCore = 12;
+
+/** Where a call is served. */
+export type Server = "system" | "local";
+
+/** What an argument is, for decoding and for tracing. */
+export type ArgKind = "int" | "fd" | "ptr" | "len" | "flags";
+
+export interface SyscallInfo {
+  readonly nr: number;
+  readonly name: string;
+  readonly server: Server;
+  readonly args: readonly ArgKind[];
+  readonly summary: string;
+}
+
+export const SYS_null = 0;
+export const SYS_getpid = 1;
+export const SYS_gettid = 2;
+export const SYS_time = 3;
+export const SYS_write = 4;
+export const SYS_log = 5;
+export const SYS_getcore = 6;
+export const SYS_gettsc = 64;
+
+/** Largest single write or log the system domain accepts, in bytes (more gives EINVAL). */
+export const MAX_IO = 1 << 16;
+
+export const SYSCALLS: readonly SyscallInfo[] = [
+  { nr: SYS_null, name: "null", server: "system", args: [], summary: "does nothing; returns 0" },
+  {
+    nr: SYS_getpid,
+    name: "getpid",
+    server: "system",
+    args: [],
+    summary: "the caller's process id",
+  },
+  { nr: SYS_gettid, name: "gettid", server: "system", args: [], summary: "the caller's thread id" },
+  {
+    nr: SYS_time,
+    name: "time",
+    server: "system",
+    args: ["ptr"],
+    summary: "seconds since the epoch; with a0 ≠ 0 also writes ms as a float64 there",
+  },
+  {
+    nr: SYS_write,
+    name: "write",
+    server: "system",
+    args: ["fd", "ptr", "len"],
+    summary: "write bytes to the console (fd 1 stdout, fd 2 stderr); returns bytes written",
+  },
+  {
+    nr: SYS_log,
+    name: "log",
+    server: "system",
+    args: ["int", "ptr", "len"],
+    summary: "one line to the hypervisor's log at a level (0 debug … 3 error)",
+  },
+  { nr: SYS_getcore, name: "getcore", server: "system", args: [], summary: "the calling core" },
+  {
+    nr: SYS_gettsc,
+    name: "gettsc",
+    server: "local",
+    args: [],
+    summary: "a cycle-counter stand-in, served in the libOS with no crossing",
+  },
+];
+
+const BY_NR = new Map<number, SyscallInfo>(SYSCALLS.map((s) => [s.nr, s]));
+
+/** The table entry of a call, or undefined for a number the machine does not know. */
+export function syscallInfo(nr: number): SyscallInfo | undefined {
+  return BY_NR.get(nr);
+}
+
+export function syscallName(nr: number): string {
+  return BY_NR.get(nr)?.name ?? `sys_${nr}`;
+}

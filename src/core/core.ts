@@ -1,0 +1,366 @@
+/**
+ * core: an XOS core — a worker thread that runs green threads of user programs with an M:N
+ * scheduler (src/core/sched.ts) and makes their system calls exception-less (FlexSC).
+ *
+ * One turn of the loop:
+ *   1. take completions from this core's ready queue; each makes its thread runnable
+ *   2. move due sleepers to runnable; run one scheduling round: every runnable thread runs
+ *      until it yields; a thread that yields Y_SYSCALL has its call written, in place, into the
+ *      request ring of the domain that serves it
+ *   3. publish each request ring touched in the round with one tail update (batching)
+ *   4. nothing runnable: wait on this core's wake word (spin, then park with waitAsync so the
+ *      event loop can deliver control messages) until a completion, a timer or a message
+ * A channel in "trap" mode instead publishes each call at once and blocks the whole core until
+ * its answer is back — what a classic system call does to its thread, for comparison.
+ *
+ * Control plane (rare: load a program, stop): postMessage from the hypervisor. Data plane (every
+ * call): rings in shared memory only.
+ */
+
+import { parentPort, workerData } from "node:worker_threads";
+import {
+  kA0,
+  kA1,
+  kA2,
+  kA3,
+  kA4,
+  kA5,
+  kCore,
+  kNr,
+  kPid,
+  kReqId,
+  kRet,
+  kTid,
+  syscallInfo,
+} from "../abi/syscall.js";
+import {
+  kpRoot,
+  kpState,
+  kState,
+  kwDoorbell,
+  kwHeartbeat,
+  kwQueue,
+  kwRounds,
+  kwServed,
+  kwState,
+  kwThreads,
+  MACHINE_RUNNING,
+  type MachineLayout,
+  MODE_NUMBER,
+  PROC_RUNNING,
+  PROC_WORDS,
+  SCRATCH_BYTES_PER_CORE,
+  USER_BASE,
+  WORKER_PARKED,
+  WORKER_RUNNING,
+  WORKER_STOPPED,
+} from "../hv/layout.js";
+import { Mmu, UserMemory } from "../hw/mmu.js";
+import { PhysicalMemory } from "../hw/physmem.js";
+import { bindCore } from "../libos/context.js";
+import { attachRing, type Ring, WAITER_STATS, Waiter } from "../shm/index.js";
+import { FifoPolicy, type Policy, PriorityPolicy, RoundRobinPolicy } from "./policy.js";
+import { Scheduler, type Thread } from "./sched.js";
+
+export interface CoreData {
+  readonly sab: SharedArrayBuffer;
+  readonly layout: MachineLayout;
+  readonly coreId: number;
+  readonly policy: "fifo" | "rr" | "priority";
+}
+
+/** Hypervisor → core. */
+export type CoreCommand =
+  | { type: "load"; pid: number; url: string; args: readonly string[]; main: boolean }
+  | { type: "mode"; domain: number; mode: keyof typeof MODE_NUMBER };
+
+/** Core → hypervisor. */
+export type CoreEvent =
+  | { type: "ready"; coreId: number }
+  | { type: "exit"; pid: number; status: number; coreId: number }
+  | { type: "killed"; pid: number; tid: number; name: string; error: string; coreId: number }
+  | { type: "long-run"; pid: number; tid: number; name: string; ms: number; coreId: number }
+  | { type: "error"; pid: number; error: string; coreId: number };
+
+const port = parentPort;
+if (!port) throw new Error("a core runs in a worker thread");
+const data = workerData as CoreData;
+const { sab, layout, coreId } = data;
+const mem = new PhysicalMemory(sab);
+const user = new UserMemory(mem, new Mmu(mem));
+const i32 = mem.i32;
+const slot = layout.coreSlots[coreId];
+if (!slot) throw new Error(`no core slot ${coreId}`);
+const st = slot.status / 4;
+const machineState = layout.machine / 4 + kState;
+const ndomains = layout.domains.length;
+const requests: Ring[] = (layout.requests[coreId] ?? []).map((r) => attachRing(sab, r));
+const ready = attachRing(sab, layout.ready[coreId] as NonNullable<(typeof layout.ready)[number]>);
+const waiter = new Waiter(sab, slot.wake, {
+  stats: new Float64Array(sab, slot.waitStats, WAITER_STATS),
+});
+const TRAP = MODE_NUMBER.trap;
+
+// ---- threads and calls in flight ----
+
+/** Calls in flight from this core, by request id: a completion finds its thread here. */
+const inflight = new Map<number, Thread>();
+const mainThreads = new Map<number, number>(); // pid → tid of its main thread here
+let nextTid = 1;
+/** Thread ids are unique machine-wide: the core id sits in the high bits. */
+const allocTid = () => ((coreId << 20) | nextTid++) >>> 0;
+let nextReq = 1;
+let touched = 0; // bit d: request ring d has unpublished entries this round
+/** Entries written into each request ring's open batch this round: slot(i) indexes the batch. */
+const batchLen = new Int32Array(ndomains);
+const overflow: Thread[] = []; // calls that found their ring full; retried next round
+
+function policyOf(name: CoreData["policy"]): Policy {
+  if (name === "rr") return new RoundRobinPolicy(2);
+  if (name === "priority") return new PriorityPolicy(4);
+  return new FifoPolicy();
+}
+
+const sched = new Scheduler({
+  policy: policyOf(data.policy),
+  coreId,
+  submit,
+  onExit,
+  allocTid,
+  longRunMs: 50,
+  onLongRun: (t, ms) => {
+    // A trap-mode call blocks the core inside the thread's resume: that wait is the channel's
+    // doing, not the thread running without yielding.
+    const own = ms - trapMs;
+    trapMs = 0;
+    if (own > 50) post({ type: "long-run", pid: t.pid, tid: t.tid, name: t.name, ms: own, coreId });
+  },
+});
+
+function post(e: CoreEvent): void {
+  port?.postMessage(e);
+}
+
+function rootOf(pid: number): number {
+  const at = layout.procs / 4 + (pid - 1) * PROC_WORDS;
+  if (pid < 1 || pid > 64 || Atomics.load(i32, at + kpState) !== PROC_RUNNING) return 0; // load
+  return i32[at + kpRoot];
+}
+
+/** The domain that serves `nr` (issue 3: the system domain for every crossing call). */
+function domainOf(_nr: number): number {
+  return 0;
+}
+
+/** Write thread t's staged call into its domain's request ring (Scheduler hook). */
+function submit(t: Thread): void {
+  const d = domainOf(t.nr);
+  const ring = requests[d] as Ring;
+  if (syscallInfo(t.nr) === undefined && t.nr < 0) {
+    sched.complete(t, -38); // ENOSYS, never sent
+    return;
+  }
+  if (ring.reserve(1) === 0) {
+    overflow.push(t); // ring full: back-pressure, retried after the next publish
+    return;
+  }
+  const at = ring.slot(batchLen[d]++);
+  const w = ring.i32;
+  t.reqId = nextReq = (nextReq + 1) & 0x3fffffff || 1;
+  inflight.set(t.reqId, t);
+  w[at + kNr] = t.nr;
+  w[at + kPid] = t.pid;
+  w[at + kTid] = t.tid;
+  w[at + kReqId] = t.reqId;
+  w[at + kA0] = t.a0;
+  w[at + kA1] = t.a1;
+  w[at + kA2] = t.a2;
+  w[at + kA3] = t.a3;
+  w[at + kA4] = t.a4;
+  w[at + kA5] = t.a5;
+  w[at + kRet] = 0;
+  w[at + kCore] = coreId;
+  i32[st + kwServed]++;
+  if (Atomics.load(i32, layout.modes + coreId * ndomains + d) === TRAP) {
+    ring.publish();
+    batchLen[d] = 0;
+    touched &= ~(1 << d);
+    trapWait(t);
+  } else {
+    touched |= 1 << d;
+  }
+}
+
+/** Time spent blocked in trap-mode calls since the last long-run report (ms). */
+let trapMs = 0;
+
+/** Trap mode: the whole core waits until `t`'s answer is back (nothing else runs meanwhile). */
+function trapWait(t: Thread): void {
+  const back = () => ready.hasEntries();
+  const t0 = performance.now();
+  while (t.state === "syscall") {
+    waiter.wait(back);
+    takeCompletions();
+  }
+  trapMs += performance.now() - t0;
+}
+
+/** Step 1: completions from the ready queue make their threads runnable. */
+function takeCompletions(): number {
+  const n = ready.peek(ready.capacity);
+  if (n === 0) return 0;
+  const w = ready.i32;
+  for (let i = 0; i < n; i++) {
+    const at = ready.entry(i);
+    const req = w[at + kReqId];
+    const t = inflight.get(req);
+    if (t !== undefined && t.tid === w[at + kTid]) {
+      inflight.delete(req);
+      if (t.state === "syscall" && t.reqId === req) sched.complete(t, w[at + kRet]);
+    }
+  }
+  ready.release();
+  return n;
+}
+
+/** Step 3: one tail update per ring touched this round. */
+function publishTouched(): void {
+  for (let d = 0; touched !== 0 && d < ndomains; d++) {
+    if ((touched & (1 << d)) !== 0) (requests[d] as Ring).publish();
+    batchLen[d] = 0;
+  }
+  touched = 0;
+}
+
+function onExit(t: Thread): void {
+  if (t.error !== undefined) {
+    const error = t.error instanceof Error ? t.error.message : String(t.error);
+    post({ type: "killed", pid: t.pid, tid: t.tid, name: t.name, error, coreId });
+  }
+  if (mainThreads.get(t.pid) === t.tid) {
+    mainThreads.delete(t.pid);
+    post({ type: "exit", pid: t.pid, status: t.status, coreId });
+  }
+}
+
+// ---- the libOS binding: scratch buffers in the process's memory ----
+
+const CHUNK = 1024;
+const chunks = new Uint8Array(SCRATCH_BYTES_PER_CORE / CHUNK); // run lengths of taken chunks
+const scratchBase = USER_BASE + coreId * SCRATCH_BYTES_PER_CORE;
+
+function scratchAlloc(bytes: number): number {
+  const need = Math.max(1, Math.ceil(bytes / CHUNK));
+  for (let i = 0; i + need <= chunks.length; ) {
+    let j = i;
+    while (j < i + need && chunks[j] === 0) j++;
+    if (j === i + need) {
+      chunks[i] = need;
+      for (let k = i + 1; k < i + need; k++) chunks[k] = 255;
+      return scratchBase + i * CHUNK;
+    }
+    i = j + 1;
+  }
+  return 0;
+}
+
+function scratchFree(va: number): void {
+  const i = (va - scratchBase) / CHUNK;
+  const need = chunks[i] ?? 0;
+  for (let k = i; k < i + need; k++) chunks[k] = 0;
+}
+
+bindCore({ coreId, cores: layout.cores, sched, user, root: rootOf, scratchAlloc, scratchFree });
+
+// ---- control plane ----
+
+const inbox: CoreCommand[] = [];
+port.on("message", (m: CoreCommand) => {
+  inbox.push(m);
+});
+
+async function handle(cmd: CoreCommand): Promise<void> {
+  if (cmd.type === "mode") {
+    Atomics.store(i32, layout.modes + coreId * ndomains + cmd.domain, MODE_NUMBER[cmd.mode]); // publish
+    return;
+  }
+  try {
+    const mod = (await import(cmd.url)) as {
+      main?: (args: readonly string[]) => Generator<number, number, number>;
+    };
+    if (typeof mod.main !== "function") throw new Error(`${cmd.url} exports no main()`);
+    const t = sched.spawn(mod.main(cmd.args), { name: "main", pid: cmd.pid });
+    if (cmd.main) mainThreads.set(cmd.pid, t.tid);
+  } catch (e) {
+    post({
+      type: "error",
+      pid: cmd.pid,
+      error: e instanceof Error ? e.message : String(e),
+      coreId,
+    });
+    if (cmd.main) post({ type: "exit", pid: cmd.pid, status: 127, coreId });
+  }
+}
+
+// ---- the loop ----
+
+let bellSeen = 0;
+const bell = st + kwDoorbell;
+const hasWork = () =>
+  ready.hasEntries() ||
+  Atomics.load(i32, bell) !== bellSeen || // load: the hypervisor posted a message
+  Atomics.load(i32, machineState) !== MACHINE_RUNNING;
+
+let turns = 0;
+function turn(): void {
+  takeCompletions();
+  for (let n = overflow.length; n > 0; n--) submit(overflow.shift() as Thread);
+  sched.tick();
+  sched.runRound();
+  publishTouched();
+  i32[st + kwHeartbeat]++;
+  i32[st + kwRounds]++;
+  if ((++turns & 255) === 0) {
+    i32[st + kwThreads] = sched.live;
+    i32[st + kwQueue] = ready.size();
+  }
+}
+
+/** Go to the event loop for control messages, then act on them. */
+async function readMessages(): Promise<void> {
+  bellSeen = Atomics.load(i32, bell); // load: before reading, so a later ring is not missed
+  await new Promise((r) => setImmediate(r));
+  while (inbox.length > 0) await handle(inbox.shift() as CoreCommand);
+}
+
+async function main(): Promise<void> {
+  Atomics.store(i32, st + kwState, WORKER_RUNNING); // publish: up
+  post({ type: "ready", coreId });
+  let sinceLoop = 0;
+  while (Atomics.load(i32, machineState) === MACHINE_RUNNING) {
+    if (Atomics.load(i32, bell) !== bellSeen || inbox.length > 0) await readMessages();
+    turn();
+    if (!sched.idle()) {
+      // Busy: now and then give the event loop a turn anyway (belt and braces for messages).
+      if (++sinceLoop === 4096) {
+        sinceLoop = 0;
+        await new Promise((r) => setImmediate(r));
+      }
+      continue;
+    }
+    // Idle: wait in place — spin, hybrid or park as the wake word says — for a completion, a
+    // doorbell, a stop, or the next sleeper. No promise machinery on this path.
+    const next = sched.nextWakeAt();
+    const timeout =
+      next === Number.POSITIVE_INFINITY
+        ? 100
+        : Math.max(0, Math.min(next - performance.now(), 100));
+    Atomics.store(i32, st + kwState, WORKER_PARKED); // publish: waiting
+    waiter.wait(hasWork, timeout);
+    Atomics.store(i32, st + kwState, WORKER_RUNNING);
+  }
+  Atomics.store(i32, st + kwState, WORKER_STOPPED); // publish: gone
+  port?.close();
+}
+
+void main();

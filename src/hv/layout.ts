@@ -1,0 +1,204 @@
+/**
+ * layout: the memory map of a booted machine — where every shared structure lives in physical
+ * memory — laid out once at boot by the hypervisor and handed to every worker as plain data.
+ *
+ *   0x0000  machine line        magic, state, cores, domains, supervisor tick
+ *           worker status       two lines per core and per domain: counters (int32) and the
+ *                               waiter's counters (float64), written by that worker only
+ *           channel modes       one word per core × domain: spin / hybrid / park / trap
+ *           wake words          one per core (its ready queue) and one per domain (all its
+ *                               request rings share it: a domain parks on one word)
+ *           request rings       SPSC, one per core × domain (core → domain)
+ *           ready queues        MPMC, one per core (every domain → that core)
+ *           console ring        SPSC, system domain → hypervisor: bytes written to fd 1 and 2
+ *           process table       64 processes × 16 words: state, page-table root, exit status
+ *           frame allocator     bitmap of physical frames (src/hw/physmem.ts)
+ *           frames              4 KiB each: page tables and process memory
+ *
+ * Invariant: the map is fixed at boot; workers never allocate shared memory, they attach to
+ * the offsets named here. Every region starts on a 64-byte line (src/shm/layout.ts).
+ */
+
+import { checkInteger, checkOneOf } from "../errors.js";
+import {
+  type FrameAllocatorDescriptor,
+  firstFrameAfter,
+  layFrameAllocator,
+  PAGE_SIZE,
+} from "../hw/physmem.js";
+import {
+  Arena,
+  CACHE_LINE,
+  initWakeWord,
+  layRing,
+  type RingDescriptor,
+  WAKE_WORD_BYTES,
+} from "../shm/index.js";
+
+/** How a core waits for the answers of one channel (DESIGN.md, Channels). */
+export type ChannelMode = "spin" | "hybrid" | "park" | "trap";
+export const CHANNEL_MODES: readonly ChannelMode[] = ["spin", "hybrid", "park", "trap"];
+export const MODE_NUMBER: Readonly<Record<ChannelMode, number>> = {
+  spin: 0,
+  hybrid: 1,
+  park: 2,
+  trap: 3,
+};
+export const MODE_NAME: readonly ChannelMode[] = ["spin", "hybrid", "park", "trap"];
+
+/** The service domains this machine knows. Issue 3: the system domain; devices come later. */
+export const DOMAINS = ["system"] as const;
+export type DomainName = (typeof DOMAINS)[number];
+
+// Machine line (word indexes).
+export const kMagic = 0;
+export const kState = 1; // MACHINE_*: written by the hypervisor
+export const kCores = 2;
+export const kDomains = 3;
+export const MACHINE_MAGIC = 0x45584f43; // "EXOC"
+export const MACHINE_RUNNING = 1;
+export const MACHINE_STOPPING = 2;
+
+// Worker status line (int32 words), written by its worker only; read by the supervisor.
+export const kwState = 0; // WORKER_*
+export const kwHeartbeat = 1; // bumped every loop turn
+export const kwServed = 2; // syscalls served (domain) or issued (core)
+export const kwRounds = 3; // scheduler rounds (core) or drain rounds (domain)
+export const kwThreads = 4; // live green threads (core)
+export const kwQueue = 5; // entries taken in the last round (a queue-depth sample)
+export const kwBatchMax = 6; // the largest batch seen
+/**
+ * Control doorbell: bumped (Atomics.add) by the hypervisor after it posts the worker a message,
+ * then the worker's wake word is notified. The one word of this line the worker does not own.
+ */
+export const kwDoorbell = 7;
+export const WORKER_BOOTING = 0;
+export const WORKER_RUNNING = 1;
+export const WORKER_PARKED = 2;
+export const WORKER_STOPPED = 3;
+export const WORKER_STATES = ["booting", "running", "parked", "stopped"] as const;
+
+// Process table entry (int32 words).
+export const MAX_PROCS = 64;
+export const PROC_WORDS = 16;
+export const kpState = 0; // PROC_*
+export const kpRoot = 1; // page-directory frame of its address space
+export const kpExit = 2; // exit status once PROC_EXITED
+export const kpThreads = 3; // live threads, all cores
+export const PROC_FREE = 0;
+export const PROC_RUNNING = 1;
+export const PROC_EXITED = 2;
+
+/** Process memory the hypervisor maps at process creation (a pager replaces this later). */
+export const USER_BASE = 0x0040_0000;
+export const USER_PAGES = 256;
+/** Each core's scratch window inside it, for the libOS's syscall buffers. */
+export const SCRATCH_BYTES_PER_CORE = 64 * 1024;
+
+export interface WorkerSlot {
+  /** Byte offset of the worker's status line (int32 counters). */
+  readonly status: number;
+  /** Byte offset of the worker's waiter counters (float64 × 8). */
+  readonly waitStats: number;
+  /** Byte offset of the worker's wake word. */
+  readonly wake: number;
+}
+
+/** Everything a worker needs to attach to the machine: plain data, sent in workerData. */
+export interface MachineLayout {
+  readonly memoryBytes: number;
+  readonly cores: number;
+  readonly domains: readonly DomainName[];
+  readonly machine: number;
+  readonly coreSlots: readonly WorkerSlot[];
+  readonly domainSlots: readonly WorkerSlot[];
+  /** Int32 word index of the mode of channel (core c, domain d): modes + c * domains + d. */
+  readonly modes: number;
+  /** requests[c][d]: core c → domain d. */
+  readonly requests: readonly (readonly RingDescriptor[])[];
+  /** ready[c]: completions for core c, from every domain. */
+  readonly ready: readonly RingDescriptor[];
+  /** Console device: the system domain → the hypervisor (bytes of write/log). */
+  readonly console: RingDescriptor;
+  readonly procs: number;
+  readonly frames: FrameAllocatorDescriptor;
+  /** First frame past the map: where allocatable frames begin. */
+  readonly firstFrame: number;
+  /** The arena's map as text, for `exocore run --memory-map`. */
+  readonly map: string;
+}
+
+export interface LayoutOptions {
+  readonly cores: number;
+  readonly memoryBytes: number;
+  readonly channel: ChannelMode;
+  readonly requestCapacity?: number;
+  readonly readyCapacity?: number;
+}
+
+/** Lay out a fresh machine in `sab` and initialise every shared structure in it. */
+export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLayout {
+  const cores = checkInteger("cores", o.cores, 1, 64);
+  const channel = checkOneOf("channel", o.channel, CHANNEL_MODES);
+  const arena = new Arena(sab);
+  const i32 = new Int32Array(sab);
+  const domains: DomainName[] = [...DOMAINS];
+  const machine = arena.alloc("machine", CACHE_LINE).offset;
+  const slot = (name: string): WorkerSlot => {
+    const status = arena.alloc(`${name}.status`, CACHE_LINE).offset;
+    const waitStats = arena.alloc(`${name}.waitStats`, CACHE_LINE).offset;
+    const wake = arena.alloc(`${name}.wake`, WAKE_WORD_BYTES).offset;
+    // A trap channel still has its serving side wait in hybrid: "trap" is what the core does.
+    initWakeWord(sab, wake, channel === "trap" ? "hybrid" : channel);
+    return { status, waitStats, wake };
+  };
+  const coreSlots = Array.from({ length: cores }, (_, c) => slot(`core${c}`));
+  const domainSlots = domains.map((d) => slot(`domain.${d}`));
+  const modes = arena.alloc("channel.modes", cores * domains.length * 4).offset / 4;
+  for (let w = 0; w < cores * domains.length; w++) i32[modes + w] = MODE_NUMBER[channel];
+  const requests = coreSlots.map((_, c) =>
+    domains.map((d, di) =>
+      layRing(arena, `core${c}->${d}`, {
+        kind: "spsc",
+        capacity: o.requestCapacity ?? 256,
+        notEmptyWord: (domainSlots[di] as WorkerSlot).wake,
+      }),
+    ),
+  );
+  const ready = coreSlots.map((s, c) =>
+    layRing(arena, `core${c}.ready`, {
+      kind: "mpmc",
+      capacity: o.readyCapacity ?? 1024,
+      notEmptyWord: s.wake,
+    }),
+  );
+  // The hypervisor never spins: it parks on the console ring's word (waitAsync).
+  const console = layRing(arena, "console", {
+    kind: "spsc",
+    capacity: 1024,
+    mode: "park",
+    notFull: true,
+  });
+  const procs = arena.alloc("procs", MAX_PROCS * PROC_WORDS * 4).offset;
+  const frames = layFrameAllocator(arena, Math.floor(o.memoryBytes / PAGE_SIZE));
+  i32[machine / 4 + kCores] = cores;
+  i32[machine / 4 + kDomains] = domains.length;
+  i32[machine / 4 + kState] = MACHINE_RUNNING;
+  Atomics.store(i32, machine / 4 + kMagic, MACHINE_MAGIC); // publish: the map is complete
+  return {
+    memoryBytes: o.memoryBytes,
+    cores,
+    domains,
+    machine,
+    coreSlots,
+    domainSlots,
+    modes,
+    requests,
+    ready,
+    console,
+    procs,
+    frames,
+    firstFrame: firstFrameAfter(arena),
+    map: arena.describe(),
+  };
+}

@@ -1,0 +1,450 @@
+/**
+ * machine: the hypervisor — boot, the processes it creates, the console it prints, the
+ * supervisor that watches every worker, and shutdown. Runs on the main thread and never spins:
+ * it hears from workers through messages and reads their status lines in shared memory.
+ *
+ * boot() lays out physical memory (src/hv/layout.ts), starts the service domains and N XOS
+ * cores as worker threads, waits until each says ready, and returns a Machine. run() creates a
+ * process — an address space with its memory mapped — and loads the program's main() as the
+ * first green thread of that process on core 0. shutdown() stops every worker and leaves
+ * nothing running.
+ *
+ * The kernel (XOmB's calls: create an address space, map, unmap, share, grant) is the
+ * page-table code of src/hw/mmu.ts driven from here; nothing else is privileged.
+ */
+
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { CoreCommand, CoreData, CoreEvent } from "../core/core.js";
+import { checkInteger, checkOneOf, ExocoreError, InvalidArgumentError } from "../errors.js";
+import { Mmu, PTE_U, PTE_W } from "../hw/mmu.js";
+import { FrameAllocator, initFrameAllocator, PAGE_SIZE, PhysicalMemory } from "../hw/physmem.js";
+import {
+  attachRing,
+  Notifier,
+  setWakeMode,
+  WAITER_STATS,
+  Waiter,
+  type WakeMode,
+} from "../shm/index.js";
+import { ConsoleReader } from "./console.js";
+import {
+  CHANNEL_MODES,
+  type ChannelMode,
+  kpExit,
+  kpRoot,
+  kpState,
+  kState,
+  kwBatchMax,
+  kwDoorbell,
+  kwHeartbeat,
+  kwQueue,
+  kwRounds,
+  kwServed,
+  kwState,
+  kwThreads,
+  layMachine,
+  MACHINE_STOPPING,
+  MAX_PROCS,
+  type MachineLayout,
+  MODE_NUMBER,
+  PROC_EXITED,
+  PROC_FREE,
+  PROC_RUNNING,
+  PROC_WORDS,
+  USER_BASE,
+  USER_PAGES,
+  WORKER_RUNNING,
+  WORKER_STATES,
+} from "./layout.js";
+
+export interface BootOptions {
+  /** XOS cores (worker threads running green threads). Default 2. */
+  readonly cores?: number;
+  /** Physical memory in MiB. Default 64. */
+  readonly memoryMiB?: number;
+  /** Channel mode of every core ↔ domain channel at boot. Default hybrid. */
+  readonly channel?: ChannelMode;
+  /** Scheduling policy of every core. Default fifo. */
+  readonly policy?: "fifo" | "rr" | "priority";
+  /** Console sinks (default: process.stdout / process.stderr). */
+  readonly stdout?: (text: string) => void;
+  readonly stderr?: (text: string) => void;
+  /** Supervisor events: worker deaths, hangs, killed threads, long runs. Default: stderr. */
+  readonly onEvent?: (e: SupervisorEvent) => void;
+  /** How often the supervisor reads heartbeats, ms. Default 250. */
+  readonly heartbeatMs?: number;
+}
+
+export type SupervisorEvent =
+  | { type: "worker-exit"; worker: string; code: number }
+  | { type: "worker-error"; worker: string; error: string }
+  | { type: "hung"; worker: string; ms: number }
+  | { type: "thread-killed"; pid: number; tid: number; name: string; error: string }
+  | { type: "long-run"; pid: number; tid: number; name: string; ms: number }
+  | { type: "load-error"; pid: number; error: string };
+
+export interface WorkerStats {
+  readonly name: string;
+  readonly state: string;
+  readonly heartbeat: number;
+  /** Calls served (domains) or issued (cores). */
+  readonly calls: number;
+  readonly rounds: number;
+  readonly threads: number;
+  readonly queue: number;
+  readonly batchMax: number;
+  readonly spins: number;
+  readonly parks: number;
+  readonly wakeups: number;
+}
+
+const CORE_URL = new URL("../core/core.js", import.meta.url);
+const DOMAIN_URL = (name: string) => new URL(`../../domains/${name}.js`, import.meta.url);
+
+interface Proc {
+  readonly pid: number;
+  readonly root: number;
+  readonly frames: number[];
+  readonly exited: Promise<number>;
+  resolve(status: number): void;
+}
+
+/** Boot a machine; resolves once every domain and core is ready. */
+export async function boot(options: BootOptions = {}): Promise<Machine> {
+  const cores = checkInteger("cores", options.cores ?? 2, 1, 64);
+  const memoryMiB = checkInteger("memoryMiB", options.memoryMiB ?? 64, 4, 4096);
+  const channel = checkOneOf("channel", options.channel ?? "hybrid", CHANNEL_MODES);
+  const policy = checkOneOf("policy", options.policy ?? "fifo", [
+    "fifo",
+    "rr",
+    "priority",
+  ] as const);
+  const sab = new SharedArrayBuffer(memoryMiB * 1024 * 1024);
+  const layout = layMachine(sab, { cores, memoryBytes: sab.byteLength, channel });
+  const m = new Machine(sab, layout, options);
+  await m.start(policy);
+  return m;
+}
+
+export class Machine {
+  readonly sab: SharedArrayBuffer;
+  readonly layout: MachineLayout;
+  readonly mem: PhysicalMemory;
+  readonly frames: FrameAllocator;
+  readonly mmu: Mmu;
+  readonly #i32: Int32Array;
+  readonly #options: BootOptions;
+  readonly #workers: {
+    name: string;
+    worker: Worker;
+    status: number;
+    waitStats: number;
+    exited: Promise<void>;
+  }[] = [];
+  readonly #procs = new Map<number, Proc>();
+  #supervisor: NodeJS.Timeout | null = null;
+  readonly #console: ConsoleReader;
+  readonly #consoleWaiter: Waiter;
+  #consoleLoop: Promise<void> = Promise.resolve();
+  #stopping = false;
+  #channel: ChannelMode;
+
+  constructor(sab: SharedArrayBuffer, layout: MachineLayout, options: BootOptions) {
+    this.sab = sab;
+    this.layout = layout;
+    this.#options = options;
+    this.mem = new PhysicalMemory(sab);
+    initFrameAllocator(this.mem, layout.frames, layout.firstFrame);
+    this.frames = new FrameAllocator(this.mem, layout.frames);
+    this.mmu = new Mmu(this.mem, this.frames);
+    this.#i32 = this.mem.i32;
+    this.#channel = options.channel ?? "hybrid";
+    this.#console = new ConsoleReader(attachRing(sab, layout.console));
+    this.#consoleWaiter = new Waiter(sab, layout.console.notEmpty as number);
+  }
+
+  /** Print what the console ring holds. */
+  #drainConsole(): void {
+    this.#console.drain((fd, text) => {
+      if (fd === 2) (this.#options.stderr ?? ((t) => process.stderr.write(t)))(text);
+      else (this.#options.stdout ?? ((t) => process.stdout.write(t)))(text);
+    });
+  }
+
+  /** The console device's interrupt handler: parked (never spinning) until output arrives. */
+  async #runConsole(): Promise<void> {
+    const ready = () => this.#console.hasEntries() || this.#stopping;
+    while (!this.#stopping) {
+      await this.#consoleWaiter.waitAsync(ready);
+      this.#drainConsole();
+    }
+  }
+
+  /** Start the domains, then the cores; resolves when all have reported ready. */
+  async start(policy: CoreData["policy"]): Promise<void> {
+    const ready: Promise<void>[] = [];
+    this.layout.domains.forEach((name, index) => {
+      const s = this.layout.domainSlots[index];
+      if (!s) throw new Error(`no slot for domain ${name}`);
+      const worker = new Worker(DOMAIN_URL(name), {
+        workerData: { sab: this.sab, layout: this.layout, index },
+        name: `domain.${name}`,
+      });
+      ready.push(this.#watch(`domain.${name}`, worker, s.status, s.waitStats));
+    });
+    for (let coreId = 0; coreId < this.layout.cores; coreId++) {
+      const s = this.layout.coreSlots[coreId];
+      if (!s) throw new Error(`no slot for core ${coreId}`);
+      const data: CoreData = { sab: this.sab, layout: this.layout, coreId, policy };
+      const worker = new Worker(CORE_URL, { workerData: data, name: `core${coreId}` });
+      ready.push(this.#watch(`core${coreId}`, worker, s.status, s.waitStats));
+    }
+    try {
+      await Promise.all(ready);
+    } catch (e) {
+      await this.shutdown();
+      throw e;
+    }
+    this.#startSupervisor();
+    this.#consoleLoop = this.#runConsole();
+  }
+
+  /** Wire a worker's messages and fate; resolves on its first "ready". */
+  #watch(name: string, worker: Worker, status: number, waitStats: number): Promise<void> {
+    // The exit is recorded from the start: it may happen before anyone waits for it.
+    const exited = new Promise<void>((r) => worker.once("exit", () => r()));
+    this.#workers.push({ name, worker, status, waitStats, exited });
+    return new Promise<void>((resolve, reject) => {
+      let up = false;
+      worker.on("message", (m: CoreEvent | { type: "ready" }) => {
+        if (m.type === "ready") {
+          up = true;
+          resolve();
+        } else this.#onMessage(m);
+      });
+      worker.on("error", (e) => {
+        this.#event({ type: "worker-error", worker: name, error: e.message });
+        if (!up) reject(new ExocoreError("EXO_ERR_BOOT", `${name} failed to start: ${e.message}`));
+      });
+      worker.on("exit", (code) => {
+        if (!this.#stopping) this.#event({ type: "worker-exit", worker: name, code });
+        if (!up)
+          reject(new ExocoreError("EXO_ERR_BOOT", `${name} exited with code ${code} during boot`));
+      });
+    });
+  }
+
+  #onMessage(m: CoreEvent): void {
+    switch (m.type) {
+      case "exit":
+        this.#exit(m.pid, m.status);
+        return;
+      case "killed":
+        this.#event({
+          type: "thread-killed",
+          pid: m.pid,
+          tid: m.tid,
+          name: m.name,
+          error: m.error,
+        });
+        return;
+      case "long-run":
+        this.#event({ type: "long-run", pid: m.pid, tid: m.tid, name: m.name, ms: m.ms });
+        return;
+      case "error":
+        this.#event({ type: "load-error", pid: m.pid, error: m.error });
+        return;
+      case "ready":
+        return;
+    }
+  }
+
+  #event(e: SupervisorEvent): void {
+    if (this.#options.onEvent) this.#options.onEvent(e);
+    else process.stderr.write(`exocore: ${describeEvent(e)}\n`);
+  }
+
+  /** The supervisor: a worker that says it runs but whose heartbeat stands still is hung. */
+  #startSupervisor(): void {
+    const every = this.#options.heartbeatMs ?? 250;
+    const last = this.#workers.map(() => ({ beat: -1, since: performance.now(), told: false }));
+    this.#supervisor = setInterval(() => {
+      this.#workers.forEach((w, k) => {
+        const s = w.status / 4;
+        const beat = Atomics.load(this.#i32, s + kwHeartbeat); // load: written by the worker
+        const state = Atomics.load(this.#i32, s + kwState);
+        const seen = last[k] as { beat: number; since: number; told: boolean };
+        const now = performance.now();
+        if (beat !== seen.beat || state !== WORKER_RUNNING) {
+          seen.beat = beat;
+          seen.since = now;
+          seen.told = false;
+        } else if (!seen.told && now - seen.since > 4 * every) {
+          seen.told = true;
+          this.#event({ type: "hung", worker: w.name, ms: Math.round(now - seen.since) });
+        }
+      });
+    }, every);
+    this.#supervisor.unref();
+  }
+
+  /**
+   * Create a process and run `program`'s main(args) as its first green thread on core 0.
+   * Resolves with the exit status (main's return value; 127 if the program cannot be loaded).
+   */
+  async run(program: string, args: readonly string[] = []): Promise<number> {
+    const proc = this.spawnProcess();
+    const url = program.startsWith("file:") ? program : pathToFileURL(program).href;
+    this.#send(0, { type: "load", pid: proc.pid, url, args, main: true });
+    return proc.exited;
+  }
+
+  /** The kernel's "create an address space" plus the memory a process starts with. */
+  spawnProcess(): Proc {
+    const base = this.layout.procs / 4;
+    let pid = 0;
+    for (let p = 1; p <= MAX_PROCS; p++) {
+      if (Atomics.load(this.#i32, base + (p - 1) * PROC_WORDS + kpState) === PROC_FREE) {
+        pid = p;
+        break;
+      }
+    }
+    if (pid === 0) throw new ExocoreError("EXO_ERR_EAGAIN", "process table full", 11);
+    const root = this.mmu.createAddressSpace();
+    if (root < 0) throw new ExocoreError("EXO_ERR_ENOMEM", "no memory for an address space", 12);
+    const frames: number[] = [];
+    for (let i = 0; i < USER_PAGES; i++) {
+      const f = this.frames.alloc();
+      if (f < 0) {
+        this.#release(root, frames);
+        throw new ExocoreError("EXO_ERR_ENOMEM", "no memory for the process", 12);
+      }
+      this.mem.zeroFrame(f);
+      frames.push(f);
+      const r = this.mmu.map(root, USER_BASE + i * PAGE_SIZE, f, PTE_W | PTE_U);
+      if (r < 0) throw new ExocoreError("EXO_ERR_PANIC", `map failed: ${r}`);
+    }
+    const at = base + (pid - 1) * PROC_WORDS;
+    this.#i32[at + kpRoot] = root;
+    this.#i32[at + kpExit] = 0;
+    Atomics.store(this.#i32, at + kpState, PROC_RUNNING); // publish: the process exists
+    let resolve: (s: number) => void = () => {};
+    const exited = new Promise<number>((r) => {
+      resolve = r;
+    });
+    const proc: Proc = { pid, root, frames, exited, resolve };
+    this.#procs.set(pid, proc);
+    return proc;
+  }
+
+  #exit(pid: number, status: number): void {
+    const proc = this.#procs.get(pid);
+    if (!proc) return;
+    // Everything the process wrote is on the console ring before its last write completed.
+    this.#drainConsole();
+    this.#procs.delete(pid);
+    const at = this.layout.procs / 4 + (pid - 1) * PROC_WORDS;
+    this.#i32[at + kpExit] = status;
+    Atomics.store(this.#i32, at + kpState, PROC_EXITED); // publish: calls for it now get ESRCH
+    this.#release(proc.root, proc.frames);
+    Atomics.store(this.#i32, at + kpState, PROC_FREE); // publish: the slot may be reused
+    proc.resolve(status);
+  }
+
+  #release(root: number, frames: number[]): void {
+    // No core caches translations of process memory yet (UserMemory walks), so no shootdown.
+    this.mmu.destroyAddressSpace(root);
+    for (const f of frames) this.frames.free(f);
+  }
+
+  #send(coreId: number, cmd: CoreCommand): void {
+    const w = this.#workers.find((x) => x.name === `core${coreId}`);
+    const s = this.layout.coreSlots[coreId];
+    if (!w || !s) throw new InvalidArgumentError(`no core ${coreId}`);
+    w.worker.postMessage(cmd);
+    // Ring the doorbell: a core waiting in place (not in its event loop) sees it and goes to
+    // read its messages.
+    Atomics.add(this.#i32, s.status / 4 + kwDoorbell, 1); // publish: a message is waiting
+    new Notifier(this.sab, s.wake).wakeAll();
+  }
+
+  /** Switch every core ↔ domain channel to `mode`, while running (xOS: dynamic switch). */
+  setChannel(mode: ChannelMode): void {
+    checkOneOf("channel", mode, CHANNEL_MODES);
+    const n = this.layout.cores * this.layout.domains.length;
+    for (let w = 0; w < n; w++) Atomics.store(this.#i32, this.layout.modes + w, MODE_NUMBER[mode]); // publish
+    const wake: WakeMode = mode === "trap" ? "hybrid" : mode;
+    for (const s of [...this.layout.coreSlots, ...this.layout.domainSlots])
+      setWakeMode(this.sab, s.wake, wake);
+    this.#channel = mode;
+  }
+
+  get channel(): ChannelMode {
+    return this.#channel;
+  }
+
+  /** A snapshot of every worker's counters (read from shared memory; never stops anyone). */
+  stats(): WorkerStats[] {
+    return this.#workers.map((w) => {
+      const s = w.status / 4;
+      const f = new Float64Array(this.sab, w.waitStats, WAITER_STATS);
+      return {
+        name: w.name,
+        state: WORKER_STATES[Atomics.load(this.#i32, s + kwState)] ?? "unknown",
+        heartbeat: this.#i32[s + kwHeartbeat],
+        calls: this.#i32[s + kwServed],
+        rounds: this.#i32[s + kwRounds],
+        threads: this.#i32[s + kwThreads],
+        queue: this.#i32[s + kwQueue],
+        batchMax: this.#i32[s + kwBatchMax],
+        spins: f[0],
+        parks: f[2],
+        wakeups: f[3],
+      };
+    });
+  }
+
+  /** Stop every worker; resolves when all have exited. Idempotent. */
+  async shutdown(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    if (this.#supervisor) clearInterval(this.#supervisor);
+    Atomics.store(this.#i32, this.layout.machine / 4 + kState, MACHINE_STOPPING); // publish: stop
+    for (const s of [...this.layout.coreSlots, ...this.layout.domainSlots]) {
+      new Notifier(this.sab, s.wake).wakeAll();
+    }
+    new Notifier(this.sab, this.layout.console.notEmpty as number).wakeAll();
+    new Notifier(this.sab, this.layout.console.notFull as number).wakeAll();
+    await Promise.all(
+      this.#workers.map(async ({ worker, exited }) => {
+        const timer = setTimeout(() => void worker.terminate(), 2000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+    await this.#consoleLoop;
+    this.#drainConsole();
+    for (const p of this.#procs.values()) p.resolve(-1);
+    this.#procs.clear();
+  }
+}
+
+export function describeEvent(e: SupervisorEvent): string {
+  switch (e.type) {
+    case "worker-exit":
+      return `${e.worker} exited (code ${e.code})`;
+    case "worker-error":
+      return `${e.worker} failed: ${e.error}`;
+    case "hung":
+      return `${e.worker} is hung: no heartbeat for ${e.ms} ms`;
+    case "thread-killed":
+      return `pid ${e.pid} thread ${e.tid} (${e.name}) killed: ${e.error}`;
+    case "long-run":
+      return `pid ${e.pid} thread ${e.tid} (${e.name}) ran ${e.ms.toFixed(0)} ms without yielding`;
+    case "load-error":
+      return `pid ${e.pid}: ${e.error}`;
+  }
+}
+
+export const DOMAIN_FILE = (name: string): string => fileURLToPath(DOMAIN_URL(name));

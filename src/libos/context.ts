@@ -1,0 +1,36 @@
+/**
+ * context: what the libOS knows about the core it runs on. A core worker binds it once at
+ * start (bindCore); syscall stubs and memory helpers read it. One per worker thread.
+ */
+
+import type { Scheduler, Thread } from "../core/sched.js";
+import { panic } from "../errors.js";
+import type { UserMemory } from "../hw/mmu.js";
+
+export interface CoreContext {
+  readonly coreId: number;
+  readonly cores: number;
+  readonly sched: Scheduler;
+  readonly user: UserMemory;
+  /** Page-table root of a running process, by pid. */
+  root(pid: number): number;
+  /** Take `bytes` of this core's scratch window in the process's memory; 0 when none is free. */
+  scratchAlloc(bytes: number): number;
+  scratchFree(va: number): void;
+}
+
+let bound: CoreContext | null = null;
+
+export function bindCore(ctx: CoreContext): void {
+  if (bound) panic("libos: core bound twice");
+  bound = ctx;
+}
+
+export function core(): CoreContext {
+  return bound ?? panic("libos: used outside a core (no core is bound in this thread)");
+}
+
+/** The green thread running now; libOS calls are made from green threads only. */
+export function self(): Thread {
+  return core().sched.current ?? panic("libos: called outside a green thread");
+}

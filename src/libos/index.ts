@@ -1,0 +1,131 @@
+/**
+ * libos: what user programs import. System calls are exception-less (FlexSC): a stub stages the
+ * call in the running green thread's record and yields; the core writes it into a request ring,
+ * runs other threads, and resumes this one with the result when the completion arrives.
+ *
+ *   const pid: number = yield* getpid();
+ *   yield* print(`hello from ${pid}\n`);
+ *
+ * Calls return -errno on failure (the machine's convention); the `*OrThrow` helpers turn that
+ * into a SyscallError for programs that prefer exceptions. Served locally with no crossing:
+ * gettsc (a cycle-counter stand-in) and the scheduler primitives.
+ */
+
+import {
+  SYS_getcore,
+  SYS_getpid,
+  SYS_gettid,
+  SYS_log,
+  SYS_null,
+  SYS_time,
+  SYS_write,
+} from "../abi/syscall.js";
+import { Y_SYSCALL } from "../core/sched.js";
+import { fromErrno } from "../errors.js";
+import { core, self } from "./context.js";
+
+export {
+  Channel,
+  ChannelClosedError,
+  CLOSED,
+  CondVar,
+  exit,
+  join,
+  Mutex,
+  sleep,
+  spawnThread as spawn,
+  yieldNow,
+} from "../core/sync.js";
+
+/** A green thread: yields scheduler tokens, receives results, returns its exit status. */
+export type Green<T = number> = Generator<number, T, number>;
+
+/** Stage syscall `nr` in the running thread and wait for its result (≥ 0, or -errno). */
+export function* syscall(nr: number, a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0): Green {
+  const t = self();
+  t.nr = nr;
+  t.a0 = a0;
+  t.a1 = a1;
+  t.a2 = a2;
+  t.a3 = a3;
+  t.a4 = a4;
+  t.a5 = a5;
+  return yield Y_SYSCALL;
+}
+
+/** The null system call: a full round trip through the system domain that does nothing. */
+export function* nullcall(): Green {
+  return yield* syscall(SYS_null);
+}
+
+export function* getpid(): Green {
+  return yield* syscall(SYS_getpid);
+}
+
+export function* gettid(): Green {
+  return yield* syscall(SYS_gettid);
+}
+
+/** The core that serves the calling thread, as the system domain saw it. */
+export function* getcore(): Green {
+  return yield* syscall(SYS_getcore);
+}
+
+/** Seconds since the epoch (from the system domain). */
+export function* time(): Green {
+  return yield* syscall(SYS_time);
+}
+
+/** Write `len` bytes at user address `va` to fd 1 (stdout) or 2 (stderr). */
+export function* write(fd: number, va: number, len: number): Green {
+  return yield* syscall(SYS_write, fd, va, len);
+}
+
+/** A cycle-counter stand-in, served in the libOS with no crossing (XOS's gettsc). */
+export function gettsc(): number {
+  return Math.floor(performance.now() * 1e6);
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Put `text` into this core's scratch window in the process's memory, then write(fd) it: the
+ * bytes really travel through user memory and the system domain's copyin.
+ */
+export function* print(text: string, fd = 1): Green {
+  const ctx = core();
+  const t = self();
+  const bytes = encoder.encode(text);
+  const va = ctx.scratchAlloc(bytes.length);
+  if (va === 0) return -12; // ENOMEM
+  try {
+    const r = ctx.user.copyout(ctx.root(t.pid), va, bytes);
+    if (r < 0) return r;
+    return yield* write(fd, va, bytes.length);
+  } finally {
+    ctx.scratchFree(va);
+  }
+}
+
+/** A line in the hypervisor's log at a level (0 debug, 1 info, 2 warn, 3 error). */
+export function* log(level: number, text: string): Green {
+  const ctx = core();
+  const t = self();
+  const bytes = encoder.encode(text);
+  const va = ctx.scratchAlloc(bytes.length);
+  if (va === 0) return -12;
+  try {
+    const r = ctx.user.copyout(ctx.root(t.pid), va, bytes);
+    if (r < 0) return r;
+    return yield* syscall(SYS_log, level, va, bytes.length);
+  } finally {
+    ctx.scratchFree(va);
+  }
+}
+
+/** Run a call and throw a SyscallError if it returned -errno. */
+export function* orThrow(name: string, call: Green): Green {
+  const r = yield* call;
+  if (r < 0) throw fromErrno(name, r);
+  return r;
+}

@@ -1,0 +1,152 @@
+/**
+ * The machine end to end: boot, run programs whose calls cross to the system domain through
+ * the rings in every channel mode, errors as errno, and a shutdown that leaves nothing running.
+ */
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { EBADF, EFAULT, EINVAL, ENOSYS } from "../src/abi/errno.js";
+import { CHANNEL_MODES } from "../src/hv/layout.js";
+import { boot, type SupervisorEvent } from "../src/hv/machine.js";
+
+const program = (name: string) =>
+  fileURLToPath(new URL(`./fixtures/programs/${name}.js`, import.meta.url));
+const hello = fileURLToPath(new URL("../programs/hello.js", import.meta.url));
+
+async function runCapture(
+  path: string,
+  args: string[],
+  opts: { channel?: (typeof CHANNEL_MODES)[number]; cores?: number } = {},
+) {
+  let out = "";
+  let err = "";
+  const events: SupervisorEvent[] = [];
+  const m = await boot({
+    cores: opts.cores ?? 2,
+    channel: opts.channel ?? "hybrid",
+    memoryMiB: 16,
+    stdout: (s) => {
+      out += s;
+    },
+    stderr: (s) => {
+      err += s;
+    },
+    onEvent: (e) => events.push(e),
+  });
+  let status: number;
+  try {
+    status = await m.run(path, args);
+  } finally {
+    await m.shutdown();
+  }
+  // Counters are final once every worker has stopped (before, a worker may not have counted
+  // the round whose completions the program already saw).
+  return { status, out, err, events, stats: m.stats() };
+}
+
+for (const channel of CHANNEL_MODES) {
+  test(`hello runs and exits 0 with channel ${channel}`, async () => {
+    const r = await runCapture(hello, ["test"], { channel });
+    assert.equal(r.status, 0);
+    assert.match(r.out, /^hello, test: pid 1, thread \d+, core 0\n$/);
+    const domain = r.stats.find((s) => s.name === "domain.system");
+    assert.ok(domain && domain.calls >= 4, "the system domain served the calls");
+  });
+}
+
+test("bad calls give errno and the domain keeps serving", async () => {
+  const r = await runCapture(program("calls"), ["200"]);
+  assert.equal(r.status, 7);
+  const res = JSON.parse(r.out.trim()) as Record<string, number>;
+  assert.equal(res.null, 0);
+  assert.equal(res.pid, 1);
+  assert.equal(res.badNr, -ENOSYS);
+  assert.equal(res.badPtr, -EFAULT);
+  assert.equal(res.wildPtr, -EFAULT);
+  assert.equal(res.badFd, -EBADF);
+  assert.equal(res.tooLong, -EINVAL);
+  assert.equal(res.afterErrors, 0);
+  assert.ok(Math.abs((res.time ?? 0) - Date.now() / 1000) < 5, "time() is the wall clock");
+  assert.equal(res.loopSum, 0);
+  assert.deepEqual(r.events, []);
+});
+
+test("a program that cannot be loaded exits 127 and says why", async () => {
+  const r = await runCapture(
+    fileURLToPath(new URL("./fixtures/programs/missing.js", import.meta.url)),
+    [],
+  );
+  assert.equal(r.status, 127);
+  assert.ok(r.events.some((e) => e.type === "load-error"));
+});
+
+test("boot and shutdown leave nothing running: the process exits by itself", () => {
+  const script = `
+    const { boot } = await import(${JSON.stringify(new URL("../src/hv/machine.js", import.meta.url).href)});
+    const m = await boot({ cores: 2, memoryMiB: 8, stdout: () => {} });
+    const s = await m.run(${JSON.stringify(hello)}, []);
+    await m.shutdown();
+    console.log("status", s);
+  `;
+  const dir = mkdtempSync(join(tmpdir(), "exocore-boot-"));
+  const file = join(dir, "boot.mjs");
+  writeFileSync(file, script);
+  const r = spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 20_000 });
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.error, undefined, "the process ended on its own (no timeout)");
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /status 0/);
+});
+
+test("1,000 green threads with calls, yields and sleeps finish with correct results; a throwing one dies alone", async () => {
+  const r = await runCapture(program("many"), ["1000"]);
+  assert.equal(r.status, 0);
+  const res = JSON.parse(r.out.trim()) as { n: number; sum: number; failed: number };
+  let want = 0;
+  for (let i = 0; i < 1000; i++) if (i !== 13) want += (4 + i) & 0xffff;
+  assert.equal(res.failed, 1);
+  assert.equal(res.sum, want);
+  const killed = r.events.filter((e) => e.type === "thread-killed");
+  assert.equal(killed.length, 1);
+  assert.match(JSON.stringify(killed[0]), /thread 13 fails on purpose/);
+});
+
+test("producers and consumers on a channel, with calls served in trap mode too", async () => {
+  const prodcons = fileURLToPath(new URL("../programs/prodcons.js", import.meta.url));
+  for (const channel of ["hybrid", "trap"] as const) {
+    const r = await runCapture(prodcons, ["4", "3", "500"], { channel });
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /2000 items from 4 producers to 3 consumers, sum ok/);
+  }
+});
+
+test("the channel mode switches while a program runs", async () => {
+  let out = "";
+  const m = await boot({
+    cores: 1,
+    memoryMiB: 16,
+    channel: "park",
+    stdout: (s) => {
+      out += s;
+    },
+    onEvent: () => {},
+  });
+  try {
+    const done = m.run(program("calls"), ["20000"]);
+    const modes = ["spin", "trap", "hybrid", "park"] as const;
+    for (const mode of modes) {
+      await new Promise((r) => setTimeout(r, 5));
+      m.setChannel(mode);
+      assert.equal(m.channel, mode);
+    }
+    assert.equal(await done, 7);
+    assert.match(out, /"loopSum":0/);
+  } finally {
+    await m.shutdown();
+  }
+});
