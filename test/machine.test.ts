@@ -150,3 +150,16 @@ test("the channel mode switches while a program runs", async () => {
     await m.shutdown();
   }
 });
+
+test("M:N: shared threads spread over every core and their results come back to the joiner", async () => {
+  const parallel = fileURLToPath(new URL("../programs/parallel.js", import.meta.url));
+  for (const cores of [2, 4]) {
+    const r = await runCapture(parallel, ["120", "60000"], { cores });
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /6057 primes below 60000 \(ok\) by 120 threads/);
+    const used = [...r.out.matchAll(/core (\d+): (\d+)/g)].map((m) => Number(m[1]));
+    assert.ok(used.length >= 2, `threads ran on more than one core: ${r.out}`);
+    const onCores = r.stats.filter((s) => s.name.startsWith("core") && s.calls > 0);
+    assert.ok(onCores.length >= 2, "more than one core made system calls");
+  }
+});

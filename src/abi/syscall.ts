@@ -108,3 +108,19 @@ export function syscallInfo(nr: number): SyscallInfo | undefined {
 export function syscallName(nr: number): string {
   return BY_NR.get(nr)?.name ?? `sys_${nr}`;
 }
+
+/**
+ * A completion that is not the answer of a system call but the exit of a thread this core's
+ * thread started elsewhere (joinShared): posted by the core that ran it, into the spawner core's
+ * ready queue, with kTid = the joiner's tid, kReqId = the spawn's id, kRet = the exit status.
+ */
+export const NR_JOINED = -1;
+
+/** Spawn-queue entry payload (src/core/core.ts): an unstarted thread any core may start. */
+export const ksPid = 0;
+export const ksFn = 1; // index of the generator function in the program's sorted exports
+export const ksCore = 2; // the spawner's core: where the exit is reported
+export const ksReqId = 3; // the spawn's id on the spawner's core
+export const ksArgc = 4;
+export const ksArgs = 5; // up to MAX_SPAWN_ARGS int32 arguments
+export const MAX_SPAWN_ARGS = 10;

@@ -26,11 +26,20 @@ import {
   kA4,
   kA5,
   kCore,
+  kErrno,
   kNr,
   kPid,
   kReqId,
   kRet,
+  ksArgc,
+  ksArgs,
+  ksCore,
+  ksFn,
+  ksPid,
+  ksReqId,
   kTid,
+  MAX_SPAWN_ARGS,
+  NR_JOINED,
   syscallInfo,
 } from "../abi/syscall.js";
 import {
@@ -58,7 +67,7 @@ import {
 import { Mmu, UserMemory } from "../hw/mmu.js";
 import { PhysicalMemory } from "../hw/physmem.js";
 import { bindCore } from "../libos/context.js";
-import { attachRing, type Ring, WAITER_STATS, Waiter } from "../shm/index.js";
+import { attachRing, Notifier, type Ring, WAITER_STATS, Waiter } from "../shm/index.js";
 import { FifoPolicy, type Policy, PriorityPolicy, RoundRobinPolicy } from "./policy.js";
 import { Scheduler, type Thread } from "./sched.js";
 
@@ -100,6 +109,13 @@ const waiter = new Waiter(sab, slot.wake, {
   stats: new Float64Array(sab, slot.waitStats, WAITER_STATS),
 });
 const TRAP = MODE_NUMBER.trap;
+/** The machine's spawn queue, and a producer on every core's ready queue (to report exits). */
+const spawnRing = attachRing(sab, layout.spawn);
+const readyOf: Ring[] = layout.ready.map((r) => attachRing(sab, r));
+/** Other cores' wake words: a spawner wakes idle cores to come and take work. */
+const peers: Notifier[] = layout.coreSlots
+  .filter((_, c) => c !== coreId)
+  .map((p) => new Notifier(sab, p.wake));
 
 // ---- threads and calls in flight ----
 
@@ -114,6 +130,22 @@ let touched = 0; // bit d: request ring d has unpublished entries this round
 /** Entries written into each request ring's open batch this round: slot(i) indexes the batch. */
 const batchLen = new Int32Array(ndomains);
 const overflow: Thread[] = []; // calls that found their ring full; retried next round
+
+// ---- M:N: threads that may start on any core ----
+
+type ProgramModule = Readonly<Record<string, unknown>>;
+/** Program modules by pid, imported on every core (the hypervisor attaches them). */
+const modules = new Map<number, ProgramModule>();
+const exportNames = new Map<number, readonly string[]>();
+/** Threads this core took from the spawn queue: where and under what id to report the exit. */
+const startedHere = new Map<number, { core: number; reqId: number }>();
+/** Joiners waiting for a shared spawn's exit, and exits that came before anyone joined. */
+const joiners = new Map<number, Thread>();
+const exitedEarly = new Map<number, number>();
+/** Taken spawns whose program module is still being imported here. */
+const awaitingModule: Int32Array[] = [];
+/** Exit reports that found the spawner's ready queue full; retried every turn. */
+const outbox: { core: number; reqId: number; status: number }[] = [];
 
 function policyOf(name: CoreData["policy"]): Policy {
   if (name === "rr") return new RoundRobinPolicy(2);
@@ -213,6 +245,15 @@ function takeCompletions(): number {
   for (let i = 0; i < n; i++) {
     const at = ready.entry(i);
     const req = w[at + kReqId];
+    if (w[at + kNr] === NR_JOINED) {
+      const t = joiners.get(req);
+      if (t === undefined) exitedEarly.set(req, w[at + kRet]);
+      else {
+        joiners.delete(req);
+        sched.wake(t, w[at + kRet]);
+      }
+      continue;
+    }
     const t = inflight.get(req);
     if (t !== undefined && t.tid === w[at + kTid]) {
       inflight.delete(req);
@@ -221,6 +262,90 @@ function takeCompletions(): number {
   }
   ready.release();
   return n;
+}
+
+/** Tell the spawner's core that the thread it shared has exited (a completion entry). */
+function report(core: number, reqId: number, status: number): boolean {
+  const ring = readyOf[core] as Ring;
+  if (ring.reserve(1) === 0) {
+    outbox.push({ core, reqId, status });
+    return false;
+  }
+  const at = ring.slot(0);
+  const w = ring.i32;
+  w[at + kNr] = NR_JOINED;
+  w[at + kReqId] = reqId;
+  w[at + kTid] = 0;
+  w[at + kRet] = status;
+  w[at + kErrno] = status < 0 ? -status : 0;
+  ring.publish(); // wakes that core if it parked
+  return true;
+}
+
+/** Put an unstarted thread on the machine's spawn queue; returns its id, or -EAGAIN if full. */
+function spawnShared(pid: number, fn: number, args: readonly number[]): number {
+  if (spawnRing.reserve(1) === 0) return -11;
+  const at = spawnRing.slot(0);
+  const w = spawnRing.i32;
+  nextReq = (nextReq + 1) & 0x3fffffff || 1;
+  const reqId = nextReq;
+  w[at + ksPid] = pid;
+  w[at + ksFn] = fn;
+  w[at + ksCore] = coreId;
+  w[at + ksReqId] = reqId;
+  w[at + ksArgc] = args.length;
+  for (let k = 0; k < args.length; k++) w[at + ksArgs + k] = args[k] as number;
+  spawnRing.publish();
+  for (const p of peers) p.notify(); // an idle core comes and takes it
+  return reqId;
+}
+
+/** Join a shared spawn: its status if it has exited, else null after registering `t`. */
+function joinShared(reqId: number, t: Thread): number | null {
+  const early = exitedEarly.get(reqId);
+  if (early !== undefined) {
+    exitedEarly.delete(reqId);
+    return early;
+  }
+  joiners.set(reqId, t);
+  return null;
+}
+
+/** Work stealing of unstarted threads: an under-busy core takes a few from the spawn queue. */
+function takeSpawns(): void {
+  const n = spawnRing.peek(4);
+  if (n === 0) return;
+  const w = spawnRing.i32;
+  for (let i = 0; i < n; i++) {
+    const at = spawnRing.entry(i);
+    awaitingModule.push(w.slice(at, at + ksArgs + MAX_SPAWN_ARGS));
+  }
+  spawnRing.release();
+  startTaken();
+}
+
+/** Start the taken spawns whose program is loaded here. */
+function startTaken(): void {
+  for (let i = 0; i < awaitingModule.length; ) {
+    const e = awaitingModule[i] as Int32Array;
+    const pid = e[ksPid] as number;
+    const mod = modules.get(pid);
+    if (mod === undefined) {
+      i++;
+      continue;
+    }
+    awaitingModule.splice(i, 1);
+    const name = exportNames.get(pid)?.[e[ksFn] as number];
+    const fn = name === undefined ? undefined : mod[name];
+    const args = Array.from(e.subarray(ksArgs, ksArgs + (e[ksArgc] as number)));
+    if (typeof fn !== "function") {
+      report(e[ksCore] as number, e[ksReqId] as number, -22); // EINVAL: no such function
+      continue;
+    }
+    const body = (fn as (...a: number[]) => Thread["gen"])(...args);
+    const t = sched.spawn(body, { pid, name: name as string });
+    startedHere.set(t.tid, { core: e[ksCore] as number, reqId: e[ksReqId] as number });
+  }
 }
 
 /** Step 3: one tail update per ring touched this round. */
@@ -233,6 +358,11 @@ function publishTouched(): void {
 }
 
 function onExit(t: Thread): void {
+  const from = startedHere.get(t.tid);
+  if (from !== undefined) {
+    startedHere.delete(t.tid);
+    report(from.core, from.reqId, t.error === undefined ? t.status : -1);
+  }
   if (t.error !== undefined) {
     const error = t.error instanceof Error ? t.error.message : String(t.error);
     post({ type: "killed", pid: t.pid, tid: t.tid, name: t.name, error, coreId });
@@ -270,7 +400,18 @@ function scratchFree(va: number): void {
   for (let k = i; k < i + need; k++) chunks[k] = 0;
 }
 
-bindCore({ coreId, cores: layout.cores, sched, user, root: rootOf, scratchAlloc, scratchFree });
+bindCore({
+  coreId,
+  cores: layout.cores,
+  sched,
+  user,
+  root: rootOf,
+  scratchAlloc,
+  scratchFree,
+  exportIndex: (pid, name) => exportNames.get(pid)?.indexOf(name) ?? -1,
+  spawnShared,
+  joinShared,
+});
 
 // ---- control plane ----
 
@@ -285,12 +426,16 @@ async function handle(cmd: CoreCommand): Promise<void> {
     return;
   }
   try {
-    const mod = (await import(cmd.url)) as {
-      main?: (args: readonly string[]) => Generator<number, number, number>;
-    };
-    if (typeof mod.main !== "function") throw new Error(`${cmd.url} exports no main()`);
-    const t = sched.spawn(mod.main(cmd.args), { name: "main", pid: cmd.pid });
-    if (cmd.main) mainThreads.set(cmd.pid, t.tid);
+    const mod = (await import(cmd.url)) as ProgramModule;
+    modules.set(cmd.pid, mod);
+    exportNames.set(cmd.pid, Object.keys(mod).sort());
+    startTaken(); // spawns taken before the module was here
+    if (!cmd.main) return;
+    const main = mod.main;
+    if (typeof main !== "function") throw new Error(`${cmd.url} exports no main()`);
+    const body = (main as (args: readonly string[]) => Thread["gen"])(cmd.args);
+    const t = sched.spawn(body, { name: "main", pid: cmd.pid });
+    mainThreads.set(cmd.pid, t.tid);
   } catch (e) {
     post({
       type: "error",
@@ -308,6 +453,7 @@ let bellSeen = 0;
 const bell = st + kwDoorbell;
 const hasWork = () =>
   ready.hasEntries() ||
+  spawnRing.hasEntries() ||
   Atomics.load(i32, bell) !== bellSeen || // load: the hypervisor posted a message
   Atomics.load(i32, machineState) !== MACHINE_RUNNING;
 
@@ -315,6 +461,11 @@ let turns = 0;
 function turn(): void {
   takeCompletions();
   for (let n = overflow.length; n > 0; n--) submit(overflow.shift() as Thread);
+  for (let n = outbox.length; n > 0; n--) {
+    const o = outbox.shift() as (typeof outbox)[number];
+    report(o.core, o.reqId, o.status);
+  }
+  if (sched.runnable < 2) takeSpawns();
   sched.tick();
   sched.runRound();
   publishTouched();

@@ -10,6 +10,7 @@
  *                               request rings share it: a domain parks on one word)
  *           request rings       SPSC, one per core × domain (core → domain)
  *           ready queues        MPMC, one per core (every domain → that core)
+ *           spawn queue         MPMC, unstarted green threads that any idle core may take
  *           console ring        SPSC, system domain → hypervisor: bytes written to fd 1 and 2
  *           process table       64 processes × 16 words: state, page-table root, exit status
  *           frame allocator     bitmap of physical frames (src/hw/physmem.ts)
@@ -118,6 +119,8 @@ export interface MachineLayout {
   readonly requests: readonly (readonly RingDescriptor[])[];
   /** ready[c]: completions for core c, from every domain. */
   readonly ready: readonly RingDescriptor[];
+  /** Unstarted threads any idle core may take (M:N: work stealing of unstarted threads). */
+  readonly spawn: RingDescriptor;
   /** Console device: the system domain → the hypervisor (bytes of write/log). */
   readonly console: RingDescriptor;
   readonly procs: number;
@@ -172,6 +175,8 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
       notEmptyWord: s.wake,
     }),
   );
+  // Cores park on their own words; a spawner wakes the others itself, so no word here.
+  const spawn = layRing(arena, "spawn", { kind: "mpmc", capacity: 1024, notEmpty: false });
   // The hypervisor never spins: it parks on the console ring's word (waitAsync).
   const console = layRing(arena, "console", {
     kind: "spsc",
@@ -195,6 +200,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     modes,
     requests,
     ready,
+    spawn,
     console,
     procs,
     frames,

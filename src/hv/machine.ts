@@ -296,7 +296,10 @@ export class Machine {
   async run(program: string, args: readonly string[] = []): Promise<number> {
     const proc = this.spawnProcess();
     const url = program.startsWith("file:") ? program : pathToFileURL(program).href;
-    this.#send(0, { type: "load", pid: proc.pid, url, args, main: true });
+    // Every core imports the program (any of them may start its shared threads); core 0 runs main.
+    for (let c = this.layout.cores - 1; c >= 0; c--) {
+      this.#send(c, { type: "load", pid: proc.pid, url, args, main: c === 0 });
+    }
     return proc.exited;
   }
 

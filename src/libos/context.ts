@@ -17,6 +17,12 @@ export interface CoreContext {
   /** Take `bytes` of this core's scratch window in the process's memory; 0 when none is free. */
   scratchAlloc(bytes: number): number;
   scratchFree(va: number): void;
+  /** Index of an exported function in the program's sorted exports (-1: not exported). */
+  exportIndex(pid: number, name: string): number;
+  /** Queue an unstarted thread any core may take; its id, or -EAGAIN when the queue is full. */
+  spawnShared(pid: number, fn: number, args: readonly number[]): number;
+  /** A shared spawn's exit status if it has exited; else registers `t` and returns null. */
+  joinShared(reqId: number, t: Thread): number | null;
 }
 
 let bound: CoreContext | null = null;

@@ -12,6 +12,7 @@
  */
 
 import {
+  MAX_SPAWN_ARGS,
   SYS_getcore,
   SYS_getpid,
   SYS_gettid,
@@ -20,8 +21,9 @@ import {
   SYS_time,
   SYS_write,
 } from "../abi/syscall.js";
-import { Y_SYSCALL } from "../core/sched.js";
-import { fromErrno } from "../errors.js";
+import { Y_BLOCK, Y_SYSCALL } from "../core/sched.js";
+import { yieldNow } from "../core/sync.js";
+import { fromErrno, InvalidArgumentError } from "../errors.js";
 import { core, self } from "./context.js";
 
 export {
@@ -121,6 +123,48 @@ export function* log(level: number, text: string): Green {
   } finally {
     ctx.scratchFree(va);
   }
+}
+
+/** A thread started through the machine's spawn queue, to be joined with joinShared. */
+export interface SharedThread {
+  readonly id: number;
+  readonly name: string;
+}
+
+/**
+ * Start `fn(...args)` as a new green thread that ANY core may run (M:N): it goes on the
+ * machine's spawn queue and an idle core takes it. `fn` must be a generator function exported
+ * by the program (every core imports the program); args are up to 10 int32 numbers. Threads
+ * that need to share more than numbers use process memory. Returns a handle for joinShared.
+ */
+export function* spawnShared(
+  fn: (...args: number[]) => Green,
+  ...args: number[]
+): Generator<number, SharedThread, number> {
+  const ctx = core();
+  const t = self();
+  const index = ctx.exportIndex(t.pid, fn.name);
+  if (index < 0) {
+    throw new InvalidArgumentError(
+      `spawnShared: ${fn.name || "the function"} is not exported by the program`,
+    );
+  }
+  if (args.length > MAX_SPAWN_ARGS || args.some((a) => !Number.isInteger(a) || a !== (a | 0))) {
+    throw new InvalidArgumentError(`spawnShared: at most ${MAX_SPAWN_ARGS} int32 arguments`);
+  }
+  for (;;) {
+    const id = ctx.spawnShared(t.pid, index, args);
+    if (id > 0) return { id, name: fn.name };
+    yield* yieldNow(); // the spawn queue is full: let the others drain it
+  }
+}
+
+/** Wait for a shared thread to exit, wherever it ran; returns its exit status (-1 if killed). */
+export function* joinShared(h: SharedThread): Green {
+  const t = self();
+  const done = core().joinShared(h.id, t);
+  if (done !== null) return done;
+  return yield Y_BLOCK;
 }
 
 /** Run a call and throw a SyscallError if it returned -errno. */
