@@ -135,7 +135,8 @@ export async function runSyscallBench(
   const total = CHANNEL_MODES.length + 3;
   let done = 0;
   const step = (phase: string) => onProgress?.({ phase, done: done++, total });
-  const rows: Row[] = ["null1", "nullN", "gettsc", "switch"].map((op) => ({ op, ns: {} }));
+  const ops = ["null1", "nullN", "gettsc", "switch", "malloc", "fault"];
+  const rows: Row[] = ops.map((op) => ({ op, ns: {} }));
   const put = (op: string, method: string, v: number | undefined) => {
     const row = rows.find((r) => r.op === op);
     if (row && v !== undefined) row.ns[method] = v;
@@ -143,7 +144,7 @@ export async function runSyscallBench(
   for (const mode of CHANNEL_MODES) {
     step(`in the machine, channel ${mode}`);
     const r = await inMachine(mode, iterations, opts.threads);
-    for (const op of ["null1", "nullN", "gettsc", "switch"]) put(op, mode, r[op]);
+    for (const op of ops) put(op, mode, r[op]);
   }
   for (const atomics of ["sync", "async"] as const) {
     step(`piscina (atomics ${atomics})`);
@@ -223,6 +224,8 @@ export function formatSyscallReport(r: SyscallBenchReport): string {
     nullN: `null syscall, ${r.threads} outstanding`,
     gettsc: "gettsc (local)",
     switch: "green-thread switch",
+    malloc: "malloc(64) + free (local)",
+    fault: "page fault, demand-zero (local)",
   };
   const lines = [
     `exocore syscall table (XOS) — Node ${r.node}, ${r.iterations} iterations`,

@@ -163,3 +163,25 @@ test("M:N: shared threads spread over every core and their results come back to 
     assert.ok(onCores.length >= 2, "more than one core made system calls");
   }
 });
+
+test("malloc over demand-zero pages: blocks intact across cores; a wild access kills only its thread", async () => {
+  const r = await runCapture(program("memory"), [], { cores: 2 });
+  assert.equal(r.status, 0, r.out);
+  const res = JSON.parse(r.out.trim()) as Record<string, number | boolean>;
+  assert.equal(res.allocated, 2000);
+  assert.equal(res.intact, true);
+  assert.equal(res.realloc, true);
+  assert.equal(res.wildKilled, true);
+  assert.equal(res.sharedOk, true, "threads on other cores malloc'd and checked their blocks");
+  assert.ok((res.zeroFills as number) > 0, "heap pages arrived by demand-zero faults");
+  const killed = r.events.filter((e) => e.type === "thread-killed");
+  assert.equal(killed.length, 1);
+  assert.match(JSON.stringify(killed[0]), /segmentation fault at 0x20000000/);
+});
+
+test("a program's own page-fault handler decides: it grows the heap, and declines what is out of reach", async () => {
+  const handler = fileURLToPath(new URL("../programs/faulthandler.js", import.meta.url));
+  const r = await runCapture(handler, []);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /heap grown 64 times, sum 2080 \(ok\), out-of-reach thread killed/);
+});

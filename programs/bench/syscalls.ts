@@ -7,14 +7,19 @@
  *   nullN     null calls kept outstanding by `threads` green threads (FlexSC batching);
  *             reported as ns per call of the whole batch
  *   switch    a green-thread switch (two threads yielding to each other)
+ *   malloc    a malloc(64) + free pair in the process heap (served in the libOS)
+ *   fault     a demand-zero page fault: first touch of a heap page (pager on this core)
  *
  *   exocore run programs/bench/syscalls.js [iterations] [threads]
  */
 
 import {
+  free,
   type Green,
   gettsc,
   join,
+  malloc,
+  memory,
   nullcall,
   print,
   spawn,
@@ -60,6 +65,19 @@ export function* main(args: readonly string[]): Green {
   yield* join(a);
   yield* join(b);
   out.switch = ((performance.now() - t0) * 1e6) / (2 * n);
+
+  for (let i = 0; i < 1000; i++) free(malloc(64)); // lay out the heap, warm up
+  t0 = performance.now();
+  for (let i = 0; i < n; i++) free(malloc(64));
+  out.malloc = ((performance.now() - t0) * 1e6) / n;
+
+  const vm = memory();
+  const pages = Math.min(2048, n);
+  const base = vm.sbrk(pages * 4096);
+  if (base < 0) return 1;
+  t0 = performance.now();
+  for (let p = 0; p < pages; p++) vm.store32(base + p * 4096, p); // each first touch faults
+  out.fault = ((performance.now() - t0) * 1e6) / pages;
 
   out.iterations = n;
   yield* print(`${JSON.stringify(out)}\n`);

@@ -43,10 +43,16 @@ import {
   syscallInfo,
 } from "../abi/syscall.js";
 import {
+  HEAP_BASE,
+  HEAP_INIT,
+  HEAP_NONE,
+  HEAP_READY,
+  kpHeap,
   kpRoot,
   kpState,
   kState,
   kwDoorbell,
+  kwGranted,
   kwHeartbeat,
   kwQueue,
   kwRounds,
@@ -56,6 +62,7 @@ import {
   MACHINE_RUNNING,
   type MachineLayout,
   MODE_NUMBER,
+  POOL_FRAMES,
   PROC_RUNNING,
   PROC_WORDS,
   SCRATCH_BYTES_PER_CORE,
@@ -65,8 +72,10 @@ import {
   WORKER_STOPPED,
 } from "../hv/layout.js";
 import { Mmu, UserMemory } from "../hw/mmu.js";
-import { PhysicalMemory } from "../hw/physmem.js";
+import { FramePool, type FramePoolDescriptor, PhysicalMemory } from "../hw/physmem.js";
 import { bindCore } from "../libos/context.js";
+import { Malloc } from "../libos/malloc.js";
+import { ProcessMemory, SegmentationFault } from "../libos/vm.js";
 import { attachRing, Notifier, type Ring, WAITER_STATS, Waiter } from "../shm/index.js";
 import { FifoPolicy, type Policy, PriorityPolicy, RoundRobinPolicy } from "./policy.js";
 import { Scheduler, type Thread } from "./sched.js";
@@ -89,14 +98,18 @@ export type CoreEvent =
   | { type: "exit"; pid: number; status: number; coreId: number }
   | { type: "killed"; pid: number; tid: number; name: string; error: string; coreId: number }
   | { type: "long-run"; pid: number; tid: number; name: string; ms: number; coreId: number }
-  | { type: "error"; pid: number; error: string; coreId: number };
+  | { type: "error"; pid: number; error: string; coreId: number }
+  | { type: "grant"; coreId: number; frames: number }
+  | { type: "loaded"; pid: number; coreId: number };
 
 const port = parentPort;
 if (!port) throw new Error("a core runs in a worker thread");
 const data = workerData as CoreData;
 const { sab, layout, coreId } = data;
 const mem = new PhysicalMemory(sab);
-const user = new UserMemory(mem, new Mmu(mem));
+const mmu = new Mmu(mem);
+const user = new UserMemory(mem, mmu);
+const pool = new FramePool(mem, layout.pools[coreId] as FramePoolDescriptor);
 const i32 = mem.i32;
 const slot = layout.coreSlots[coreId];
 if (!slot) throw new Error(`no core slot ${coreId}`);
@@ -373,7 +386,64 @@ function onExit(t: Thread): void {
   }
 }
 
-// ---- the libOS binding: scratch buffers in the process's memory ----
+// ---- the libOS binding: process memory, heaps, scratch buffers ----
+
+const memories = new Map<number, ProcessMemory>();
+
+/**
+ * The pool ran dry in a page fault: ask the kernel to grant more frames and wait for its answer
+ * (the fault cannot finish without a frame). True if frames came.
+ */
+function refillPool(): boolean {
+  const word = st + kwGranted;
+  const before = Atomics.load(i32, word); // load: grants answered so far
+  const owned = pool.owned;
+  post({ type: "grant", coreId, frames: POOL_FRAMES / 4 });
+  const deadline = performance.now() + 2000;
+  while (Atomics.load(i32, word) === before && performance.now() < deadline) {
+    Atomics.wait(i32, word, before, 50); // park: the hypervisor answers on its event loop
+  }
+  return pool.owned > owned;
+}
+const heaps = new Map<number, Malloc>();
+
+function memoryOf(pid: number): ProcessMemory {
+  let m = memories.get(pid);
+  if (m === undefined) {
+    const root = rootOf(pid);
+    if (root === 0) throw new SegmentationFault(0, `no process ${pid}`);
+    m = new ProcessMemory(
+      mem,
+      mmu,
+      pool,
+      pid,
+      root,
+      layout.procs / 4 + (pid - 1) * PROC_WORDS,
+      refillPool,
+    );
+    memories.set(pid, m);
+  }
+  return m;
+}
+
+/** The process's malloc on this core; the first core to get here lays the heap out. */
+function heapOf(pid: number): Malloc {
+  let h = heaps.get(pid);
+  if (h !== undefined) return h;
+  const vm = memoryOf(pid);
+  const state = layout.procs / 4 + (pid - 1) * PROC_WORDS + kpHeap;
+  if (Atomics.compareExchange(i32, state, HEAP_NONE, HEAP_INIT) === HEAP_NONE) {
+    // claim: this core lays out the heap header
+    Malloc.init(vm, HEAP_BASE);
+    Atomics.store(i32, state, HEAP_READY); // publish: the heap is usable
+  } else {
+    // Another core is laying it out: a few page faults' worth of work, never a park.
+    while (Atomics.load(i32, state) !== HEAP_READY); // load: wait for the header
+  }
+  h = new Malloc(vm, HEAP_BASE);
+  heaps.set(pid, h);
+  return h;
+}
 
 const CHUNK = 1024;
 const chunks = new Uint8Array(SCRATCH_BYTES_PER_CORE / CHUNK); // run lengths of taken chunks
@@ -411,6 +481,8 @@ bindCore({
   exportIndex: (pid, name) => exportNames.get(pid)?.indexOf(name) ?? -1,
   spawnShared,
   joinShared,
+  memory: memoryOf,
+  heap: heapOf,
 });
 
 // ---- control plane ----
@@ -427,10 +499,16 @@ async function handle(cmd: CoreCommand): Promise<void> {
   }
   try {
     const mod = (await import(cmd.url)) as ProgramModule;
+    // A pid may be a reused slot: forget what this core knew of its previous owner.
+    memories.delete(cmd.pid);
+    heaps.delete(cmd.pid);
     modules.set(cmd.pid, mod);
     exportNames.set(cmd.pid, Object.keys(mod).sort());
     startTaken(); // spawns taken before the module was here
-    if (!cmd.main) return;
+    if (!cmd.main) {
+      post({ type: "loaded", pid: cmd.pid, coreId });
+      return;
+    }
     const main = mod.main;
     if (typeof main !== "function") throw new Error(`${cmd.url} exports no main()`);
     const body = (main as (args: readonly string[]) => Thread["gen"])(cmd.args);
@@ -444,6 +522,7 @@ async function handle(cmd: CoreCommand): Promise<void> {
       coreId,
     });
     if (cmd.main) post({ type: "exit", pid: cmd.pid, status: 127, coreId });
+    else post({ type: "loaded", pid: cmd.pid, coreId }); // answered: main need not wait for us
   }
 }
 

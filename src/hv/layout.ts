@@ -23,8 +23,10 @@
 import { checkInteger, checkOneOf } from "../errors.js";
 import {
   type FrameAllocatorDescriptor,
+  type FramePoolDescriptor,
   firstFrameAfter,
   layFrameAllocator,
+  layFramePool,
   PAGE_SIZE,
 } from "../hw/physmem.js";
 import {
@@ -73,6 +75,11 @@ export const kwBatchMax = 6; // the largest batch seen
  * then the worker's wake word is notified. The one word of this line the worker does not own.
  */
 export const kwDoorbell = 7;
+/**
+ * Grants answered: bumped by the hypervisor after it grants frames to this core's pool (or
+ * finds none to give), then notified; the core waits on it during a pool-dry page fault.
+ */
+export const kwGranted = 8;
 export const WORKER_BOOTING = 0;
 export const WORKER_RUNNING = 1;
 export const WORKER_PARKED = 2;
@@ -86,6 +93,11 @@ export const kpState = 0; // PROC_*
 export const kpRoot = 1; // page-directory frame of its address space
 export const kpExit = 2; // exit status once PROC_EXITED
 export const kpThreads = 3; // live threads, all cores
+export const kpBrk = 4; // the heap's break: bumped with CAS by sbrk on any core
+export const kpHeap = 5; // HEAP_*: malloc's header, laid once by the first core that mallocs
+export const HEAP_NONE = 0;
+export const HEAP_INIT = 1;
+export const HEAP_READY = 2;
 export const PROC_FREE = 0;
 export const PROC_RUNNING = 1;
 export const PROC_EXITED = 2;
@@ -93,6 +105,15 @@ export const PROC_EXITED = 2;
 /** Process memory the hypervisor maps at process creation (a pager replaces this later). */
 export const USER_BASE = 0x0040_0000;
 export const USER_PAGES = 256;
+/**
+ * The heap window: demand-zero memory that malloc grows into with sbrk. Its page tables exist
+ * from process creation (so the pager, on any core, only ever fills an empty PTE); its pages
+ * are mapped on first touch by the pager on the core that touches them (XOS).
+ */
+export const HEAP_BASE = 0x1000_0000;
+export const HEAP_MAX = 64 * 1024 * 1024;
+/** Frames granted to each core's pool at boot, for the pager (XOS spatial partitioning). */
+export const POOL_FRAMES = 2048;
 /** Each core's scratch window inside it, for the libOS's syscall buffers. */
 export const SCRATCH_BYTES_PER_CORE = 64 * 1024;
 
@@ -124,6 +145,8 @@ export interface MachineLayout {
   /** Console device: the system domain → the hypervisor (bytes of write/log). */
   readonly console: RingDescriptor;
   readonly procs: number;
+  /** pools[c]: frames granted to core c, for its pager. */
+  readonly pools: readonly FramePoolDescriptor[];
   readonly frames: FrameAllocatorDescriptor;
   /** First frame past the map: where allocatable frames begin. */
   readonly firstFrame: number;
@@ -185,6 +208,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     notFull: true,
   });
   const procs = arena.alloc("procs", MAX_PROCS * PROC_WORDS * 4).offset;
+  const pools = coreSlots.map((_, c) => layFramePool(arena, `core${c}.pool`, POOL_FRAMES));
   const frames = layFrameAllocator(arena, Math.floor(o.memoryBytes / PAGE_SIZE));
   i32[machine / 4 + kCores] = cores;
   i32[machine / 4 + kDomains] = domains.length;
@@ -203,6 +227,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     spawn,
     console,
     procs,
+    pools,
     frames,
     firstFrame: firstFrameAfter(arena),
     map: arena.describe(),

@@ -18,7 +18,13 @@ import { Worker } from "node:worker_threads";
 import type { CoreCommand, CoreData, CoreEvent } from "../core/core.js";
 import { checkInteger, checkOneOf, ExocoreError, InvalidArgumentError } from "../errors.js";
 import { Mmu, PTE_U, PTE_W } from "../hw/mmu.js";
-import { FrameAllocator, initFrameAllocator, PAGE_SIZE, PhysicalMemory } from "../hw/physmem.js";
+import {
+  FrameAllocator,
+  FramePool,
+  initFrameAllocator,
+  PAGE_SIZE,
+  PhysicalMemory,
+} from "../hw/physmem.js";
 import {
   attachRing,
   Notifier,
@@ -31,12 +37,18 @@ import { ConsoleReader } from "./console.js";
 import {
   CHANNEL_MODES,
   type ChannelMode,
+  HEAP_BASE,
+  HEAP_MAX,
+  HEAP_NONE,
+  kpBrk,
   kpExit,
+  kpHeap,
   kpRoot,
   kpState,
   kState,
   kwBatchMax,
   kwDoorbell,
+  kwGranted,
   kwHeartbeat,
   kwQueue,
   kwRounds,
@@ -48,6 +60,7 @@ import {
   MAX_PROCS,
   type MachineLayout,
   MODE_NUMBER,
+  POOL_FRAMES,
   PROC_EXITED,
   PROC_FREE,
   PROC_RUNNING,
@@ -143,6 +156,8 @@ export class Machine {
     exited: Promise<void>;
   }[] = [];
   readonly #procs = new Map<number, Proc>();
+  /** Cores that have imported a program, awaited before its main starts: "pid/core" → resolve. */
+  readonly #loaded = new Map<string, () => void>();
   #supervisor: NodeJS.Timeout | null = null;
   readonly #console: ConsoleReader;
   readonly #consoleWaiter: Waiter;
@@ -160,6 +175,18 @@ export class Machine {
     this.mmu = new Mmu(this.mem, this.frames);
     this.#i32 = this.mem.i32;
     this.#channel = options.channel ?? "hybrid";
+    // XOS spatial partitioning: each core gets a pool of frames its pager allocates from
+    // with no lock and no crossing. A quarter of free memory at most, shared by the cores.
+    const perCore = Math.min(POOL_FRAMES, Math.floor(this.frames.freeFrames / (4 * layout.cores)));
+    layout.pools.forEach((desc) => {
+      const grant: number[] = [];
+      for (let i = 0; i < perCore; i++) {
+        const f = this.frames.alloc();
+        if (f < 0) break;
+        grant.push(f);
+      }
+      new FramePool(this.mem, desc).grant(grant);
+    });
     this.#console = new ConsoleReader(attachRing(sab, layout.console));
     this.#consoleWaiter = new Waiter(sab, layout.console.notEmpty as number);
   }
@@ -255,9 +282,35 @@ export class Machine {
       case "error":
         this.#event({ type: "load-error", pid: m.pid, error: m.error });
         return;
+      case "grant":
+        this.#grant(m.coreId, m.frames);
+        return;
+      case "loaded":
+        this.#loaded.get(`${m.pid}/${m.coreId}`)?.();
+        this.#loaded.delete(`${m.pid}/${m.coreId}`);
+        return;
       case "ready":
         return;
     }
+  }
+
+  /** The kernel's "grant frames to a core" (XOmB), at run time: a core's pool ran dry. */
+  #grant(coreId: number, want: number): void {
+    const desc = this.layout.pools[coreId];
+    const s = this.layout.coreSlots[coreId];
+    if (!desc || !s) return;
+    const frames: number[] = [];
+    const n = Math.min(want, Math.floor(this.frames.freeFrames / 2));
+    for (let i = 0; i < n; i++) {
+      const f = this.frames.alloc();
+      if (f < 0) break;
+      frames.push(f);
+    }
+    if (frames.length > 0 && new FramePool(this.mem, desc).grant(frames) < 0) {
+      for (const f of frames) this.frames.free(f); // the pool is full of frames already
+    }
+    Atomics.add(this.#i32, s.status / 4 + kwGranted, 1); // publish: answered (frames or none)
+    Atomics.notify(this.#i32, s.status / 4 + kwGranted); // wake the faulting core
   }
 
   #event(e: SupervisorEvent): void {
@@ -296,10 +349,15 @@ export class Machine {
   async run(program: string, args: readonly string[] = []): Promise<number> {
     const proc = this.spawnProcess();
     const url = program.startsWith("file:") ? program : pathToFileURL(program).href;
-    // Every core imports the program (any of them may start its shared threads); core 0 runs main.
-    for (let c = this.layout.cores - 1; c >= 0; c--) {
-      this.#send(c, { type: "load", pid: proc.pid, url, args, main: c === 0 });
+    // Every core imports the program (any of them may start its shared threads) before core 0
+    // runs main: otherwise main's first shared threads would find the other cores still loading.
+    const loaded: Promise<void>[] = [];
+    for (let c = 1; c < this.layout.cores; c++) {
+      loaded.push(new Promise<void>((r) => this.#loaded.set(`${proc.pid}/${c}`, r)));
+      this.#send(c, { type: "load", pid: proc.pid, url, args, main: false });
     }
+    await Promise.race([Promise.all(loaded), new Promise((r) => setTimeout(r, 5000).unref())]);
+    this.#send(0, { type: "load", pid: proc.pid, url, args, main: true });
     return proc.exited;
   }
 
@@ -328,9 +386,18 @@ export class Machine {
       const r = this.mmu.map(root, USER_BASE + i * PAGE_SIZE, f, PTE_W | PTE_U);
       if (r < 0) throw new ExocoreError("EXO_ERR_PANIC", `map failed: ${r}`);
     }
+    // The heap window's page tables, ahead of time: pagers on any core then only fill PTEs.
+    for (let va = HEAP_BASE; va < HEAP_BASE + HEAP_MAX; va += 1 << 22) {
+      if (this.mmu.ensureTable(root, va) < 0) {
+        this.#release(root, frames);
+        throw new ExocoreError("EXO_ERR_ENOMEM", "no memory for the heap's page tables", 12);
+      }
+    }
     const at = base + (pid - 1) * PROC_WORDS;
     this.#i32[at + kpRoot] = root;
     this.#i32[at + kpExit] = 0;
+    this.#i32[at + kpBrk] = HEAP_BASE;
+    this.#i32[at + kpHeap] = HEAP_NONE;
     Atomics.store(this.#i32, at + kpState, PROC_RUNNING); // publish: the process exists
     let resolve: (s: number) => void = () => {};
     const exited = new Promise<number>((r) => {
@@ -357,7 +424,10 @@ export class Machine {
 
   #release(root: number, frames: number[]): void {
     // No core caches translations of process memory yet (UserMemory walks), so no shootdown.
-    this.mmu.destroyAddressSpace(root);
+    // Heap pages came from core pools through the pagers; they go back to free memory.
+    this.mmu.destroyAddressSpace(root, (va, pte) => {
+      if (va >= HEAP_BASE) this.frames.free(pte >>> 12);
+    });
     for (const f of frames) this.frames.free(f);
   }
 

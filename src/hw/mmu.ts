@@ -249,6 +249,35 @@ export class Mmu implements AddressTranslation {
   }
 
   /**
+   * Map `frame` at `va` only if nothing is mapped there, with one CAS on the empty PTE: safe
+   * for several cores paging in the same address space at once (the libOS pager's demand-zero
+   * path). The page table must exist already (-ENOENT otherwise: tables are installed by the
+   * kernel, on one thread). Returns 0, -EEXIST if another mapping won, or -EINVAL.
+   */
+  mapIfAbsent(as: number, va: number, frame: number, flags: number): number {
+    const a = toVa(va);
+    if (a < 0 || (a & PAGE_MASK) !== 0 || !this.#isFrame(as) || !this.#isFrame(frame))
+      return -EINVAL;
+    if (!Number.isInteger(flags) || (flags & ~PTE_MAP_FLAGS) !== 0) return -EINVAL;
+    const at = this.walk(as, a);
+    if (at < 0) return -ENOENT;
+    // claim: the empty entry, or lose to whoever mapped it first
+    return Atomics.compareExchange(this.#i32, at, 0, makePte(frame, flags) | 0) === 0 ? 0 : -EEXIST;
+  }
+
+  /**
+   * Install the page table covering `va` (the kernel, ahead of time), so that later maps in
+   * that 4 MiB range never allocate. Returns 0 or -ENOMEM.
+   */
+  ensureTable(as: number, va: number): number {
+    const a = toVa(va);
+    if (a < 0 || !this.#isFrame(as)) return -EINVAL;
+    if (this.walk(as, a & ~PAGE_MASK) >= 0) return 0;
+    const at = this.#addTable(as, a);
+    return at < 0 ? at : 0;
+  }
+
+  /**
    * Remove the mapping of the page at `va`; returns the PTE that was there (with the A and D
    * bits the hardware set; 0 if nothing was mapped) or -EINVAL. The caller must shoot down `va`
    * on every TLB that may cache it before it frees or reuses the frame.

@@ -6,6 +6,8 @@
 import type { Scheduler, Thread } from "../core/sched.js";
 import { panic } from "../errors.js";
 import type { UserMemory } from "../hw/mmu.js";
+import type { Malloc } from "./malloc.js";
+import type { ProcessMemory } from "./vm.js";
 
 export interface CoreContext {
   readonly coreId: number;
@@ -23,6 +25,10 @@ export interface CoreContext {
   spawnShared(pid: number, fn: number, args: readonly number[]): number;
   /** A shared spawn's exit status if it has exited; else registers `t` and returns null. */
   joinShared(reqId: number, t: Thread): number | null;
+  /** The process's memory as seen from this core (page faults, demand-zero heap). */
+  memory(pid: number): ProcessMemory;
+  /** The process's malloc on this core. */
+  heap(pid: number): Malloc;
 }
 
 let bound: CoreContext | null = null;

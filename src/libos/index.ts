@@ -25,6 +25,7 @@ import { Y_BLOCK, Y_SYSCALL } from "../core/sched.js";
 import { yieldNow } from "../core/sync.js";
 import { fromErrno, InvalidArgumentError } from "../errors.js";
 import { core, self } from "./context.js";
+import type { FaultHandler, ProcessMemory } from "./vm.js";
 
 export {
   Channel,
@@ -165,6 +166,40 @@ export function* joinShared(h: SharedThread): Green {
   const done = core().joinShared(h.id, t);
   if (done !== null) return done;
   return yield Y_BLOCK;
+}
+
+// ---- memory: the process's heap and typed access (served in the libOS, no crossing) ----
+
+export { type FaultHandler, ProcessMemory, SegmentationFault } from "./vm.js";
+
+/** Allocate `n` bytes of the process's heap (16-byte aligned); 0 when out of memory. */
+export function malloc(n: number): number {
+  return core().heap(self().pid).malloc(n);
+}
+
+export function free(va: number): void {
+  core().heap(self().pid).free(va);
+}
+
+export function calloc(n: number, size: number): number {
+  return core().heap(self().pid).calloc(n, size);
+}
+
+export function realloc(va: number, n: number): number {
+  return core().heap(self().pid).realloc(va, n);
+}
+
+/** The calling process's memory: load32/store32/readBytes/writeBytes through its page tables. */
+export function memory(): ProcessMemory {
+  return core().memory(self().pid);
+}
+
+/**
+ * Install this process's page-fault handler on the calling core (XOS: faults are the libOS's).
+ * It sees every fault first and returns true if it made the address accessible.
+ */
+export function setFaultHandler(handler: FaultHandler | null): void {
+  memory().handler = handler;
 }
 
 /** Run a call and throw a SyscallError if it returned -errno. */
