@@ -8,11 +8,20 @@
  */
 
 import { HEAP_BASE } from "../src/hv/layout.js";
-import { type Green, join, memory, print, setFaultHandler, spawn } from "../src/libos/index.js";
+import {
+  type Green,
+  join,
+  memory,
+  nullcall,
+  print,
+  setFaultHandler,
+  spawn,
+} from "../src/libos/index.js";
 
 const REACH = 8 * 1024 * 1024;
 
 function* outOfReach(): Green {
+  yield* nullcall(); // run as a thread of its own first
   memory().store32(HEAP_BASE + 4 * REACH, 1); // beyond the reach: the handler declines
   return 0;
 }
