@@ -21,7 +21,7 @@ const hello = fileURLToPath(new URL("../programs/hello.js", import.meta.url));
 async function runCapture(
   path: string,
   args: string[],
-  opts: { channel?: (typeof CHANNEL_MODES)[number]; cores?: number } = {},
+  opts: { channel?: (typeof CHANNEL_MODES)[number]; cores?: number; memoryMiB?: number } = {},
 ) {
   let out = "";
   let err = "";
@@ -29,7 +29,7 @@ async function runCapture(
   const m = await boot({
     cores: opts.cores ?? 2,
     channel: opts.channel ?? "hybrid",
-    memoryMiB: 16,
+    memoryMiB: opts.memoryMiB ?? 16,
     stdout: (s) => {
       out += s;
     },
@@ -184,4 +184,14 @@ test("a program's own page-fault handler decides: it grows the heap, and decline
   const r = await runCapture(handler, []);
   assert.equal(r.status, 0, r.out);
   assert.match(r.out, /heap grown 64 times, sum 2080 \(ok\), out-of-reach thread killed/);
+});
+
+test("a core whose frame pool runs dry gets more from the kernel at run time", async () => {
+  // 64 MiB and 2 cores: the boot grant is ~2,000 frames a core; 3,000 pages need run-time
+  // grants, past the 2,048 frames a pool held at boot.
+  const r = await runCapture(program("touch"), ["3000"], { memoryMiB: 64 });
+  assert.equal(r.status, 0, r.out);
+  const res = JSON.parse(r.out.trim()) as { pages: number; sum: number; zeroFills: number };
+  assert.equal(res.zeroFills, 3000);
+  assert.equal(res.sum, (3000 * 3001) / 2);
 });

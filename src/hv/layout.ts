@@ -114,6 +114,11 @@ export const HEAP_BASE = 0x1000_0000;
 export const HEAP_MAX = 64 * 1024 * 1024;
 /** Frames granted to each core's pool at boot, for the pager (XOS spatial partitioning). */
 export const POOL_FRAMES = 2048;
+/**
+ * Frames a core's pool can hold over its life: boot grant plus run-time grants (a pool counts
+ * frames it handed to processes as its own until they are reclaimed). 32 Ki frames = 128 MiB.
+ */
+export const POOL_CAPACITY = 1 << 15;
 /** Each core's scratch window inside it, for the libOS's syscall buffers. */
 export const SCRATCH_BYTES_PER_CORE = 64 * 1024;
 
@@ -208,7 +213,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     notFull: true,
   });
   const procs = arena.alloc("procs", MAX_PROCS * PROC_WORDS * 4).offset;
-  const pools = coreSlots.map((_, c) => layFramePool(arena, `core${c}.pool`, POOL_FRAMES));
+  const pools = coreSlots.map((_, c) => layFramePool(arena, `core${c}.pool`, POOL_CAPACITY));
   const frames = layFrameAllocator(arena, Math.floor(o.memoryBytes / PAGE_SIZE));
   i32[machine / 4 + kCores] = cores;
   i32[machine / 4 + kDomains] = domains.length;
