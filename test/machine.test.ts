@@ -195,3 +195,35 @@ test("a core whose frame pool runs dry gets more from the kernel at run time", a
   assert.equal(res.zeroFills, 3000);
   assert.equal(res.sum, (3000 * 3001) / 2);
 });
+
+test("a process that exits with threads still running elsewhere is reaped before its memory is freed", async () => {
+  const events: SupervisorEvent[] = [];
+  let out = "";
+  const m = await boot({
+    cores: 2,
+    memoryMiB: 16,
+    stdout: (s) => {
+      out += s;
+    },
+    onEvent: (e) => events.push(e),
+  });
+  try {
+    assert.equal(await m.run(program("orphan"), []), 5);
+    // Its threads are gone: nobody calls the system domain any more.
+    const calls = () => m.stats().find((s) => s.name === "domain.system")?.calls ?? -1;
+    const before = calls();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(calls(), before, "no thread of the exited process still makes calls");
+    const free = m.frames.freeFrames;
+    // The slot and the memory are free again: the next process gets pid 1 and runs normally.
+    assert.equal(await m.run(hello, ["again"]), 0);
+    assert.match(out, /hello, again: pid 1,/);
+    assert.equal(m.frames.freeFrames, free, "the second process gave back all it took");
+    assert.deepEqual(
+      events.filter((e) => e.type !== "long-run"),
+      [],
+    );
+  } finally {
+    await m.shutdown();
+  }
+});

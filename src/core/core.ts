@@ -90,7 +90,8 @@ export interface CoreData {
 /** Hypervisor → core. */
 export type CoreCommand =
   | { type: "load"; pid: number; url: string; args: readonly string[]; main: boolean }
-  | { type: "mode"; domain: number; mode: keyof typeof MODE_NUMBER };
+  | { type: "mode"; domain: number; mode: keyof typeof MODE_NUMBER }
+  | { type: "reap"; pid: number };
 
 /** Core → hypervisor. */
 export type CoreEvent =
@@ -100,7 +101,8 @@ export type CoreEvent =
   | { type: "long-run"; pid: number; tid: number; name: string; ms: number; coreId: number }
   | { type: "error"; pid: number; error: string; coreId: number }
   | { type: "grant"; coreId: number; frames: number }
-  | { type: "loaded"; pid: number; coreId: number };
+  | { type: "loaded"; pid: number; coreId: number }
+  | { type: "reaped"; pid: number; coreId: number };
 
 const port = parentPort;
 if (!port) throw new Error("a core runs in a worker thread");
@@ -492,7 +494,31 @@ port.on("message", (m: CoreCommand) => {
   inbox.push(m);
 });
 
+/**
+ * The process is gone: kill its threads on this core and forget its memory, before the
+ * hypervisor frees its address space (a thread left running would write into freed frames).
+ */
+function reap(pid: number): void {
+  for (const ts of sched.stats().threads) {
+    const t = ts.pid === pid ? sched.thread(ts.tid) : undefined;
+    if (t !== undefined) sched.kill(t, -9);
+  }
+  for (let i = awaitingModule.length - 1; i >= 0; i--) {
+    if ((awaitingModule[i] as Int32Array)[ksPid] === pid) awaitingModule.splice(i, 1);
+  }
+  memories.delete(pid);
+  heaps.delete(pid);
+  modules.delete(pid);
+  exportNames.delete(pid);
+  mainThreads.delete(pid);
+  post({ type: "reaped", pid, coreId });
+}
+
 async function handle(cmd: CoreCommand): Promise<void> {
+  if (cmd.type === "reap") {
+    reap(cmd.pid);
+    return;
+  }
   if (cmd.type === "mode") {
     Atomics.store(i32, layout.modes + coreId * ndomains + cmd.domain, MODE_NUMBER[cmd.mode]); // publish
     return;

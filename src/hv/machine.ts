@@ -158,6 +158,8 @@ export class Machine {
   readonly #procs = new Map<number, Proc>();
   /** Cores that have imported a program, awaited before its main starts: "pid/core" → resolve. */
   readonly #loaded = new Map<string, () => void>();
+  /** Cores that have killed an exited process's threads: "pid/core" → resolve. */
+  readonly #reaped = new Map<string, () => void>();
   #supervisor: NodeJS.Timeout | null = null;
   readonly #console: ConsoleReader;
   readonly #consoleWaiter: Waiter;
@@ -285,6 +287,10 @@ export class Machine {
       case "grant":
         this.#grant(m.coreId, m.frames);
         return;
+      case "reaped":
+        this.#reaped.get(`${m.pid}/${m.coreId}`)?.();
+        this.#reaped.delete(`${m.pid}/${m.coreId}`);
+        return;
       case "loaded":
         this.#loaded.get(`${m.pid}/${m.coreId}`)?.();
         this.#loaded.delete(`${m.pid}/${m.coreId}`);
@@ -411,14 +417,33 @@ export class Machine {
   #exit(pid: number, status: number): void {
     const proc = this.#procs.get(pid);
     if (!proc) return;
+    this.#procs.delete(pid);
     // Everything the process wrote is on the console ring before its last write completed.
     this.#drainConsole();
-    this.#procs.delete(pid);
     const at = this.layout.procs / 4 + (pid - 1) * PROC_WORDS;
     this.#i32[at + kpExit] = status;
     Atomics.store(this.#i32, at + kpState, PROC_EXITED); // publish: calls for it now get ESRCH
-    this.#release(proc.root, proc.frames);
-    Atomics.store(this.#i32, at + kpState, PROC_FREE); // publish: the slot may be reused
+    void this.#reap(proc, at, status);
+  }
+
+  /** Kill the process's threads on every core, then free its memory and its slot. */
+  async #reap(proc: Proc, at: number, status: number): Promise<void> {
+    const acks: Promise<void>[] = [];
+    for (let c = 0; c < this.layout.cores; c++) {
+      acks.push(new Promise<void>((r) => this.#reaped.set(`${proc.pid}/${c}`, r)));
+      this.#send(c, { type: "reap", pid: proc.pid });
+    }
+    const all = Promise.all(acks).then(() => true);
+    const late = new Promise<boolean>((r) => setTimeout(() => r(false), 2000).unref());
+    if (await Promise.race([all, late])) {
+      this.#release(proc.root, proc.frames);
+      Atomics.store(this.#i32, at + kpState, PROC_FREE); // publish: the slot may be reused
+    } else {
+      // A core did not answer (stuck in a thread that never yields): keep the memory rather
+      // than free frames it may still write. The slot stays EXITED.
+      this.#event({ type: "hung", worker: "reap", ms: 2000 });
+    }
+    this.#drainConsole();
     proc.resolve(status);
   }
 
