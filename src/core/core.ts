@@ -571,8 +571,12 @@ function turn(): void {
     report(o.core, o.reqId, o.status);
   }
   if (sched.runnable < 2) takeSpawns();
-  sched.tick();
-  sched.runRound();
+  // Several rounds per turn while threads only compute and yield (a round ticks the sleepers
+  // itself); the first round that submits calls ends the burst so they are published at once.
+  for (let k = 0; k < 16; k++) {
+    sched.runRound();
+    if (touched !== 0 || sched.idle() || ready.hasEntries()) break;
+  }
   publishTouched();
   i32[st + kwHeartbeat]++;
   i32[st + kwRounds]++;
