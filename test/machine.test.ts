@@ -227,3 +227,25 @@ test("a process that exits with threads still running elsewhere is reaped before
     await m.shutdown();
   }
 });
+
+test("mmap and munmap are served by the kernel through the rings; pages arrive demand-zero", async () => {
+  const r = await runCapture(program("mmap"), []);
+  assert.equal(r.status, 0, r.out);
+  const res = JSON.parse(r.out.trim()) as Record<string, number | boolean>;
+  assert.deepEqual(res, {
+    mapped: true,
+    zeroFilled: true,
+    sumOk: true,
+    readOnlyReads: true,
+    zeroLen: -EINVAL,
+    unaligned: -EINVAL,
+    unmapped: 0,
+    touchAfterKilled: true,
+    writeReadOnlyKilled: true,
+  });
+  const killed = r.events.filter((e) => e.type === "thread-killed").map((e) => JSON.stringify(e));
+  assert.equal(killed.length, 2);
+  assert.ok(
+    killed.some((k) => /not-present/.test(k)) && killed.some((k) => /protection-write/.test(k)),
+  );
+});

@@ -32,7 +32,7 @@ export const kErrno = 11;
 export const kCore = 12;
 
 /** Where a call is served. */
-export type Server = "system" | "local";
+export type Server = "system" | "kernel" | "local";
 
 /** What an argument is, for decoding and for tracing. */
 export type ArgKind = "int" | "fd" | "ptr" | "len" | "flags";
@@ -52,6 +52,8 @@ export const SYS_time = 3;
 export const SYS_write = 4;
 export const SYS_log = 5;
 export const SYS_getcore = 6;
+export const SYS_mmap = 8;
+export const SYS_munmap = 9;
 export const SYS_gettsc = 64;
 
 /** Largest single write or log the system domain accepts, in bytes (more gives EINVAL). */
@@ -89,6 +91,21 @@ export const SYSCALLS: readonly SyscallInfo[] = [
     summary: "one line to the hypervisor's log at a level (0 debug … 3 error)",
   },
   { nr: SYS_getcore, name: "getcore", server: "system", args: [], summary: "the calling core" },
+  {
+    nr: SYS_mmap,
+    name: "mmap",
+    server: "kernel",
+    args: ["len", "flags"],
+    summary:
+      "reserve an anonymous, demand-zero region of len bytes (a0); a1 = 1 for read-only; returns its address",
+  },
+  {
+    nr: SYS_munmap,
+    name: "munmap",
+    server: "kernel",
+    args: ["ptr", "len"],
+    summary: "take back the pages of [a0, a0 + a1) and free their frames",
+  },
   {
     nr: SYS_gettsc,
     name: "gettsc",

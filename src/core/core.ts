@@ -76,7 +76,14 @@ import { FramePool, type FramePoolDescriptor, PhysicalMemory } from "../hw/physm
 import { bindCore } from "../libos/context.js";
 import { Malloc } from "../libos/malloc.js";
 import { ProcessMemory, SegmentationFault } from "../libos/vm.js";
-import { attachRing, Notifier, type Ring, WAITER_STATS, Waiter } from "../shm/index.js";
+import {
+  attachRing,
+  Notifier,
+  type Ring,
+  type RingDescriptor,
+  WAITER_STATS,
+  Waiter,
+} from "../shm/index.js";
 import { FifoPolicy, type Policy, PriorityPolicy, RoundRobinPolicy } from "./policy.js";
 import { Scheduler, type Thread } from "./sched.js";
 
@@ -143,7 +150,7 @@ const allocTid = () => ((coreId << 20) | nextTid++) >>> 0;
 let nextReq = 1;
 let touched = 0; // bit d: request ring d has unpublished entries this round
 /** Entries written into each request ring's open batch this round: slot(i) indexes the batch. */
-const batchLen = new Int32Array(ndomains);
+const batchLen = new Int32Array(ndomains + 1); // + the kernel channel
 const overflow: Thread[] = []; // calls that found their ring full; retried next round
 
 // ---- M:N: threads that may start on any core ----
@@ -195,14 +202,19 @@ function rootOf(pid: number): number {
 }
 
 /** The domain that serves `nr` (issue 3: the system domain for every crossing call). */
-function domainOf(_nr: number): number {
-  return 0;
+function domainOf(nr: number): number {
+  return syscallInfo(nr)?.server === "kernel" ? KERNEL : 0;
 }
+
+/** Channel index of the kernel (the hypervisor), after the service domains. */
+const KERNEL = ndomains;
+/** This core's ring to the kernel, as one more channel beside the domains'. */
+const channels: Ring[] = [...requests, attachRing(sab, layout.kernel[coreId] as RingDescriptor)];
 
 /** Write thread t's staged call into its domain's request ring (Scheduler hook). */
 function submit(t: Thread): void {
   const d = domainOf(t.nr);
-  const ring = requests[d] as Ring;
+  const ring = channels[d] as Ring;
   if (syscallInfo(t.nr) === undefined && t.nr < 0) {
     sched.complete(t, -38); // ENOSYS, never sent
     return;
@@ -228,7 +240,7 @@ function submit(t: Thread): void {
   w[at + kRet] = 0;
   w[at + kCore] = coreId;
   i32[st + kwServed]++;
-  if (Atomics.load(i32, layout.modes + coreId * ndomains + d) === TRAP) {
+  if (d !== KERNEL && Atomics.load(i32, layout.modes + coreId * ndomains + d) === TRAP) {
     ring.publish();
     batchLen[d] = 0;
     touched &= ~(1 << d);
@@ -365,8 +377,8 @@ function startTaken(): void {
 
 /** Step 3: one tail update per ring touched this round. */
 function publishTouched(): void {
-  for (let d = 0; touched !== 0 && d < ndomains; d++) {
-    if ((touched & (1 << d)) !== 0) (requests[d] as Ring).publish();
+  for (let d = 0; touched !== 0 && d <= ndomains; d++) {
+    if ((touched & (1 << d)) !== 0) (channels[d] as Ring).publish();
     batchLen[d] = 0;
   }
   touched = 0;

@@ -10,6 +10,7 @@
  *                               request rings share it: a domain parks on one word)
  *           request rings       SPSC, one per core × domain (core → domain)
  *           ready queues        MPMC, one per core (every domain → that core)
+ *           kernel rings        SPSC, one per core → the hypervisor (mmap, munmap)
  *           spawn queue         MPMC, unstarted green threads that any idle core may take
  *           console ring        SPSC, system domain → hypervisor: bytes written to fd 1 and 2
  *           process table       64 processes × 16 words: state, page-table root, exit status
@@ -95,6 +96,7 @@ export const kpExit = 2; // exit status once PROC_EXITED
 export const kpThreads = 3; // live threads, all cores
 export const kpBrk = 4; // the heap's break: bumped with CAS by sbrk on any core
 export const kpHeap = 5; // HEAP_*: malloc's header, laid once by the first core that mallocs
+export const kpMmap = 6; // next free address of the mmap window (the kernel's bump pointer)
 export const HEAP_NONE = 0;
 export const HEAP_INIT = 1;
 export const HEAP_READY = 2;
@@ -112,6 +114,9 @@ export const USER_PAGES = 256;
  */
 export const HEAP_BASE = 0x1000_0000;
 export const HEAP_MAX = 64 * 1024 * 1024;
+/** The mmap window: anonymous regions the kernel reserves lazily (SYS_mmap). */
+export const MMAP_BASE = 0x4000_0000;
+export const MMAP_MAX = 256 * 1024 * 1024;
 /** Frames granted to each core's pool at boot, for the pager (XOS spatial partitioning). */
 export const POOL_FRAMES = 2048;
 /**
@@ -145,6 +150,10 @@ export interface MachineLayout {
   readonly requests: readonly (readonly RingDescriptor[])[];
   /** ready[c]: completions for core c, from every domain. */
   readonly ready: readonly RingDescriptor[];
+  /** kernel[c]: core c → the hypervisor, for the calls only the kernel serves (mmap, munmap). */
+  readonly kernel: readonly RingDescriptor[];
+  /** The wake word the hypervisor parks on for kernel calls (park mode: it never spins). */
+  readonly kernelWake: number;
   /** Unstarted threads any idle core may take (M:N: work stealing of unstarted threads). */
   readonly spawn: RingDescriptor;
   /** Console device: the system domain → the hypervisor (bytes of write/log). */
@@ -212,6 +221,11 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     mode: "park",
     notFull: true,
   });
+  const kernelWake = arena.alloc("kernel.wake", WAKE_WORD_BYTES).offset;
+  initWakeWord(sab, kernelWake, "park");
+  const kernel = coreSlots.map((_, c) =>
+    layRing(arena, `core${c}->kernel`, { kind: "spsc", capacity: 64, notEmptyWord: kernelWake }),
+  );
   const procs = arena.alloc("procs", MAX_PROCS * PROC_WORDS * 4).offset;
   const pools = coreSlots.map((_, c) => layFramePool(arena, `core${c}.pool`, POOL_CAPACITY));
   const frames = layFrameAllocator(arena, Math.floor(o.memoryBytes / PAGE_SIZE));
@@ -229,6 +243,8 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     modes,
     requests,
     ready,
+    kernel,
+    kernelWake,
     spawn,
     console,
     procs,

@@ -15,9 +15,11 @@
 
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import { EINVAL, ENOMEM, ENOSYS, ESRCH } from "../abi/errno.js";
+import { kA0, kA1, kErrno, kNr, kPid, kRet, SYS_mmap, SYS_munmap } from "../abi/syscall.js";
 import type { CoreCommand, CoreData, CoreEvent } from "../core/core.js";
 import { checkInteger, checkOneOf, ExocoreError, InvalidArgumentError } from "../errors.js";
-import { Mmu, PTE_U, PTE_W } from "../hw/mmu.js";
+import { Mmu, PTE_P, PTE_U, PTE_W } from "../hw/mmu.js";
 import {
   FrameAllocator,
   FramePool,
@@ -28,6 +30,7 @@ import {
 import {
   attachRing,
   Notifier,
+  PAYLOAD_WORDS,
   setWakeMode,
   WAITER_STATS,
   Waiter,
@@ -43,6 +46,7 @@ import {
   kpBrk,
   kpExit,
   kpHeap,
+  kpMmap,
   kpRoot,
   kpState,
   kState,
@@ -59,6 +63,8 @@ import {
   MACHINE_STOPPING,
   MAX_PROCS,
   type MachineLayout,
+  MMAP_BASE,
+  MMAP_MAX,
   MODE_NUMBER,
   POOL_FRAMES,
   PROC_EXITED,
@@ -164,6 +170,7 @@ export class Machine {
   readonly #console: ConsoleReader;
   readonly #consoleWaiter: Waiter;
   #consoleLoop: Promise<void> = Promise.resolve();
+  #kernelLoop: Promise<void> = Promise.resolve();
   #stopping = false;
   #channel: ChannelMode;
 
@@ -237,6 +244,85 @@ export class Machine {
     }
     this.#startSupervisor();
     this.#consoleLoop = this.#runConsole();
+    this.#kernelLoop = this.#runKernel();
+  }
+
+  /**
+   * The kernel's exception-less calls (XOmB's page-table calls, FlexSC's way): cores write mmap
+   * and munmap into their kernel rings; the hypervisor, parked (never spinning) until one comes,
+   * serves them on its own thread — the one thread that changes page tables' structure — and
+   * answers into the caller core's ready queue.
+   */
+  async #runKernel(): Promise<void> {
+    const rings = this.layout.kernel.map((r) => attachRing(this.sab, r));
+    const answers = this.layout.ready.map((r) => attachRing(this.sab, r));
+    const waiter = new Waiter(this.sab, this.layout.kernelWake);
+    const ready = () => this.#stopping || rings.some((r) => r.hasEntries());
+    while (!this.#stopping) {
+      await waiter.waitAsync(ready);
+      rings.forEach((req, c) => {
+        const out = answers[c] as (typeof answers)[number];
+        const n = req.peek(req.capacity);
+        const k = out.reserve(n); // the rest stays claimed for the next turn
+        const w = req.i32;
+        for (let i = 0; i < k; i++) {
+          const src = req.entry(i);
+          const dst = out.slot(i);
+          for (let x = 0; x < PAYLOAD_WORDS; x++) w[dst + x] = w[src + x] as number;
+          const ret = this.#kernelCall(
+            w[src + kNr] as number,
+            w[src + kPid] as number,
+            w[src + kA0] as number,
+            w[src + kA1] as number,
+          );
+          w[dst + kRet] = ret;
+          w[dst + kErrno] = ret < 0 ? -ret : 0;
+        }
+        out.publish();
+        req.release(k);
+      });
+    }
+  }
+
+  /** Decode, then invoke: mmap and munmap for process `pid`. */
+  #kernelCall(nr: number, pid: number, a0: number, a1: number): number {
+    const at = this.layout.procs / 4 + (pid - 1) * PROC_WORDS;
+    if (pid < 1 || pid > MAX_PROCS || Atomics.load(this.#i32, at + kpState) !== PROC_RUNNING)
+      return -ESRCH; // load
+    const root = this.#i32[at + kpRoot] as number;
+    if (nr === SYS_mmap) {
+      const len = a0 >>> 0;
+      if (len === 0 || len > MMAP_MAX || (a1 !== 0 && a1 !== 1)) return -EINVAL;
+      const bytes = (len + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+      const va = this.#i32[at + kpMmap] as number;
+      if (va + bytes > MMAP_BASE + MMAP_MAX) return -ENOMEM;
+      for (let t = va & ~((1 << 22) - 1); t < va + bytes; t += 1 << 22) {
+        if (this.mmu.ensureTable(root, t) < 0) return -ENOMEM;
+      }
+      const flags = a1 === 1 ? PTE_U : PTE_U | PTE_W;
+      for (let p = va; p < va + bytes; p += PAGE_SIZE) this.mmu.reserveLazy(root, p, flags);
+      this.#i32[at + kpMmap] = va + bytes;
+      return va;
+    }
+    if (nr === SYS_munmap) {
+      const va = a0 >>> 0;
+      const len = a1 >>> 0;
+      if (
+        (va & (PAGE_SIZE - 1)) !== 0 ||
+        len === 0 ||
+        va < MMAP_BASE ||
+        va + len > MMAP_BASE + MMAP_MAX
+      )
+        return -EINVAL;
+      // No core caches translations yet (every access walks), so no shootdown is needed before
+      // the frames are reused; with TLBs this is where the board's shootdown goes.
+      for (let p = va; p < va + len; p += PAGE_SIZE) {
+        const old = this.mmu.unmap(root, p);
+        if (old > 0 && (old & PTE_P) !== 0) this.frames.free(old >>> 12);
+      }
+      return 0;
+    }
+    return -ENOSYS;
   }
 
   /** Wire a worker's messages and fate; resolves on its first "ready". */
@@ -404,6 +490,7 @@ export class Machine {
     this.#i32[at + kpExit] = 0;
     this.#i32[at + kpBrk] = HEAP_BASE;
     this.#i32[at + kpHeap] = HEAP_NONE;
+    this.#i32[at + kpMmap] = MMAP_BASE;
     Atomics.store(this.#i32, at + kpState, PROC_RUNNING); // publish: the process exists
     let resolve: (s: number) => void = () => {};
     const exited = new Promise<number>((r) => {
@@ -451,7 +538,8 @@ export class Machine {
     // No core caches translations of process memory yet (UserMemory walks), so no shootdown.
     // Heap pages came from core pools through the pagers; they go back to free memory.
     this.mmu.destroyAddressSpace(root, (va, pte) => {
-      if (va >= HEAP_BASE) this.frames.free(pte >>> 12);
+      // Only present pages own a frame: a lazy (mmap'd, never touched) entry has none.
+      if (va >= HEAP_BASE && (pte & PTE_P) !== 0) this.frames.free(pte >>> 12);
     });
     for (const f of frames) this.frames.free(f);
   }
@@ -513,6 +601,7 @@ export class Machine {
       new Notifier(this.sab, s.wake).wakeAll();
     }
     new Notifier(this.sab, this.layout.console.notEmpty as number).wakeAll();
+    new Notifier(this.sab, this.layout.kernelWake).wakeAll();
     new Notifier(this.sab, this.layout.console.notFull as number).wakeAll();
     await Promise.all(
       this.#workers.map(async ({ worker, exited }) => {
@@ -522,6 +611,7 @@ export class Machine {
       }),
     );
     await this.#consoleLoop;
+    await this.#kernelLoop;
     this.#drainConsole();
     for (const p of this.#procs.values()) p.resolve(-1);
     this.#procs.clear();

@@ -71,6 +71,12 @@ export const PTE_D = 1 << 6;
 export const PTE_NX = 1 << 8;
 export const PTE_COW = 1 << 9;
 export const PTE_SW1 = 1 << 10;
+/**
+ * A reserved, demand-zero page: a PTE that is NOT present, has no frame, and carries this
+ * software bit and the rights the page will have. The kernel writes it at mmap; the libOS pager
+ * of whichever core touches the page first fills it (mapIfAbsent with the lazy PTE expected).
+ */
+export const PTE_LAZY = PTE_SW1;
 export const PTE_SW2 = 1 << 11;
 /** The flag bits of an entry (the low 12). */
 export const PTE_FLAGS = PAGE_MASK;
@@ -254,15 +260,33 @@ export class Mmu implements AddressTranslation {
    * path). The page table must exist already (-ENOENT otherwise: tables are installed by the
    * kernel, on one thread). Returns 0, -EEXIST if another mapping won, or -EINVAL.
    */
-  mapIfAbsent(as: number, va: number, frame: number, flags: number): number {
+  mapIfAbsent(as: number, va: number, frame: number, flags: number, expect = 0): number {
     const a = toVa(va);
     if (a < 0 || (a & PAGE_MASK) !== 0 || !this.#isFrame(as) || !this.#isFrame(frame))
       return -EINVAL;
     if (!Number.isInteger(flags) || (flags & ~PTE_MAP_FLAGS) !== 0) return -EINVAL;
     const at = this.walk(as, a);
     if (at < 0) return -ENOENT;
-    // claim: the empty entry, or lose to whoever mapped it first
-    return Atomics.compareExchange(this.#i32, at, 0, makePte(frame, flags) | 0) === 0 ? 0 : -EEXIST;
+    // claim: the entry we saw (empty, or lazy), or lose to whoever changed it first
+    return Atomics.compareExchange(this.#i32, at, expect | 0, makePte(frame, flags) | 0) ===
+      (expect | 0)
+      ? 0
+      : -EEXIST;
+  }
+
+  /**
+   * Reserve the page at `va` as lazy (demand-zero, see {@link PTE_LAZY}) with the rights in
+   * `flags`, if nothing is there: the kernel's mmap. The page table must exist. 0 or -EEXIST.
+   */
+  reserveLazy(as: number, va: number, flags: number): number {
+    const a = toVa(va);
+    if (a < 0 || (a & PAGE_MASK) !== 0 || !this.#isFrame(as)) return -EINVAL;
+    if (!Number.isInteger(flags) || (flags & ~PTE_MAP_FLAGS) !== 0) return -EINVAL;
+    const at = this.walk(as, a);
+    if (at < 0) return -ENOENT;
+    return Atomics.compareExchange(this.#i32, at, 0, (flags | PTE_LAZY) & ~PTE_P) === 0
+      ? 0
+      : -EEXIST; // claim
   }
 
   /**

@@ -17,6 +17,8 @@ import {
   SYS_getpid,
   SYS_gettid,
   SYS_log,
+  SYS_mmap,
+  SYS_munmap,
   SYS_null,
   SYS_time,
   SYS_write,
@@ -166,6 +168,18 @@ export function* joinShared(h: SharedThread): Green {
   const done = core().joinShared(h.id, t);
   if (done !== null) return done;
   return yield Y_BLOCK;
+}
+
+// ---- memory calls the kernel serves (through the kernel ring to the hypervisor) ----
+
+/** Reserve an anonymous region of `len` bytes, pages zero-filled on first touch: its address, or -errno. */
+export function* mmap(len: number, readOnly = false): Green {
+  return yield* syscall(SYS_mmap, len, readOnly ? 1 : 0);
+}
+
+/** Take back the pages of [va, va + len) and free their frames: 0, or -errno. */
+export function* munmap(va: number, len: number): Green {
+  return yield* syscall(SYS_munmap, va, len);
 }
 
 // ---- memory: the process's heap and typed access (served in the libOS, no crossing) ----

@@ -24,6 +24,9 @@ import {
   FAULT_NOT_PRESENT,
   faultName,
   type Mmu,
+  PTE_LAZY,
+  PTE_MAP_FLAGS,
+  PTE_P,
   PTE_U,
   PTE_W,
 } from "../hw/mmu.js";
@@ -99,8 +102,26 @@ export class ProcessMemory implements HeapMemory {
     if (this.handler?.(va, access, code, this)) return true;
     if (code !== FAULT_NOT_PRESENT) return false;
     const a = va >>> 0;
+    const pte = this.#mmu.lookup(this.root, a);
+    if ((pte & PTE_LAZY) !== 0 && (pte & PTE_P) === 0) return this.#fillLazy(a, pte);
     if (a < HEAP_BASE || a >= Atomics.load(this.#i32, this.#brk) >>> 0) return false; // load: the break
     return this.mapZeroPage(a) === 0;
+  }
+
+  /** A page the kernel reserved with mmap: fill it with a zeroed frame, rights as reserved. */
+  #fillLazy(va: number, lazy: number): boolean {
+    let frame = this.#pool.alloc();
+    if (frame < 0 && this.#refill()) frame = this.#pool.alloc();
+    if (frame < 0) return false;
+    this.#mem.zeroFrame(frame);
+    const flags = lazy & PTE_MAP_FLAGS & ~PTE_LAZY;
+    if (this.#mmu.mapIfAbsent(this.root, va & ~PAGE_MASK, frame, flags, lazy) === 0) {
+      this.counters.zeroFills++;
+    } else {
+      this.#pool.free(frame); // another core filled it, or munmap took it back (then: retry faults)
+      this.counters.lostRaces++;
+    }
+    return true;
   }
 
   /** Map a fresh zeroed frame from this core's pool at `va`'s page: 0, or -ENOMEM. */
