@@ -239,6 +239,7 @@ test("mmap and munmap are served by the kernel through the rings; pages arrive d
     readOnlyReads: true,
     zeroLen: -EINVAL,
     unaligned: -EINVAL,
+    cachedBefore: true,
     unmapped: 0,
     touchAfterKilled: true,
     writeReadOnlyKilled: true,

@@ -73,6 +73,7 @@ import {
 } from "../hv/layout.js";
 import { Mmu, UserMemory } from "../hw/mmu.js";
 import { FramePool, type FramePoolDescriptor, PhysicalMemory } from "../hw/physmem.js";
+import { ShootdownMailbox, Tlb, Translator } from "../hw/tlb.js";
 import { bindCore } from "../libos/context.js";
 import { Malloc } from "../libos/malloc.js";
 import { ProcessMemory, SegmentationFault } from "../libos/vm.js";
@@ -119,6 +120,11 @@ const mem = new PhysicalMemory(sab);
 const mmu = new Mmu(mem);
 const user = new UserMemory(mem, mmu);
 const pool = new FramePool(mem, layout.pools[coreId] as FramePoolDescriptor);
+/** This core's TLB, kept honest by the shootdown board (the hypervisor posts, we acknowledge). */
+const tlb = new Tlb();
+const mailbox = new ShootdownMailbox(sab, layout.shootdown, coreId, tlb);
+const translator = new Translator(mmu, tlb, mailbox);
+mailbox.leaveIdle(); // ACTIVE: from here on the hypervisor waits for our acknowledgements
 const i32 = mem.i32;
 const slot = layout.coreSlots[coreId];
 if (!slot) throw new Error(`no core slot ${coreId}`);
@@ -429,6 +435,7 @@ function memoryOf(pid: number): ProcessMemory {
     m = new ProcessMemory(
       mem,
       mmu,
+      translator,
       pool,
       pid,
       root,
@@ -518,6 +525,8 @@ function reap(pid: number): void {
   for (let i = awaitingModule.length - 1; i >= 0; i--) {
     if ((awaitingModule[i] as Int32Array)[ksPid] === pid) awaitingModule.splice(i, 1);
   }
+  const vm = memories.get(pid);
+  if (vm !== undefined) tlb.invalidateAsid(vm.root); // its root frame may become another's asid
   memories.delete(pid);
   heaps.delete(pid);
   modules.delete(pid);
@@ -628,9 +637,12 @@ async function main(): Promise<void> {
         ? 100
         : Math.max(0, Math.min(next - performance.now(), 100));
     Atomics.store(i32, st + kwState, WORKER_PARKED); // publish: waiting
+    mailbox.enterIdle(); // lazy TLB: a parked core is never woken just to acknowledge
     waiter.wait(hasWork, timeout);
+    mailbox.leaveIdle(); // catch up on shootdowns before the first translation
     Atomics.store(i32, st + kwState, WORKER_RUNNING);
   }
+  mailbox.detach(); // OFFLINE: nobody waits for this core's acknowledgements any more
   Atomics.store(i32, st + kwState, WORKER_STOPPED); // publish: gone
   port?.close();
 }

@@ -10,6 +10,7 @@
  *                               request rings share it: a domain parks on one word)
  *           request rings       SPSC, one per core × domain (core → domain)
  *           ready queues        MPMC, one per core (every domain → that core)
+ *           shootdown board     one TLB mailbox per core (src/hw/tlb.ts)
  *           kernel rings        SPSC, one per core → the hypervisor (mmap, munmap)
  *           spawn queue         MPMC, unstarted green threads that any idle core may take
  *           console ring        SPSC, system domain → hypervisor: bytes written to fd 1 and 2
@@ -30,6 +31,7 @@ import {
   layFramePool,
   PAGE_SIZE,
 } from "../hw/physmem.js";
+import { layShootdownBoard, type ShootdownDescriptor } from "../hw/tlb.js";
 import {
   Arena,
   CACHE_LINE,
@@ -150,6 +152,8 @@ export interface MachineLayout {
   readonly requests: readonly (readonly RingDescriptor[])[];
   /** ready[c]: completions for core c, from every domain. */
   readonly ready: readonly RingDescriptor[];
+  /** The TLB shootdown board: one mailbox per core (participant index = core id). */
+  readonly shootdown: ShootdownDescriptor;
   /** kernel[c]: core c → the hypervisor, for the calls only the kernel serves (mmap, munmap). */
   readonly kernel: readonly RingDescriptor[];
   /** The wake word the hypervisor parks on for kernel calls (park mode: it never spins). */
@@ -221,6 +225,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     mode: "park",
     notFull: true,
   });
+  const shootdown = layShootdownBoard(arena, cores, 64);
   const kernelWake = arena.alloc("kernel.wake", WAKE_WORD_BYTES).offset;
   initWakeWord(sab, kernelWake, "park");
   const kernel = coreSlots.map((_, c) =>
@@ -245,6 +250,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     ready,
     kernel,
     kernelWake,
+    shootdown,
     spawn,
     console,
     procs,

@@ -27,6 +27,7 @@ import {
   PAGE_SIZE,
   PhysicalMemory,
 } from "../hw/physmem.js";
+import { Shootdown } from "../hw/tlb.js";
 import {
   attachRing,
   Notifier,
@@ -171,6 +172,9 @@ export class Machine {
   readonly #consoleWaiter: Waiter;
   #consoleLoop: Promise<void> = Promise.resolve();
   #kernelLoop: Promise<void> = Promise.resolve();
+  readonly #shootdown: Shootdown;
+  /** munmaps whose TLB shootdown completed. */
+  shootdowns = 0;
   #stopping = false;
   #channel: ChannelMode;
 
@@ -196,6 +200,7 @@ export class Machine {
       }
       new FramePool(this.mem, desc).grant(grant);
     });
+    this.#shootdown = new Shootdown(sab, layout.shootdown);
     this.#console = new ConsoleReader(attachRing(sab, layout.console));
     this.#consoleWaiter = new Waiter(sab, layout.console.notEmpty as number);
   }
@@ -260,32 +265,42 @@ export class Machine {
     const ready = () => this.#stopping || rings.some((r) => r.hasEntries());
     while (!this.#stopping) {
       await waiter.waitAsync(ready);
-      rings.forEach((req, c) => {
+      for (let c = 0; c < rings.length; c++) {
+        const req = rings[c] as (typeof rings)[number];
         const out = answers[c] as (typeof answers)[number];
         const n = req.peek(req.capacity);
+        if (n === 0) continue;
+        const rets: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const src = req.entry(i);
+          const w = req.i32;
+          rets.push(
+            await this.#kernelCall(
+              w[src + kNr] as number,
+              w[src + kPid] as number,
+              w[src + kA0] as number,
+              w[src + kA1] as number,
+            ),
+          );
+        }
         const k = out.reserve(n); // the rest stays claimed for the next turn
         const w = req.i32;
         for (let i = 0; i < k; i++) {
           const src = req.entry(i);
           const dst = out.slot(i);
           for (let x = 0; x < PAYLOAD_WORDS; x++) w[dst + x] = w[src + x] as number;
-          const ret = this.#kernelCall(
-            w[src + kNr] as number,
-            w[src + kPid] as number,
-            w[src + kA0] as number,
-            w[src + kA1] as number,
-          );
+          const ret = rets[i] as number;
           w[dst + kRet] = ret;
           w[dst + kErrno] = ret < 0 ? -ret : 0;
         }
         out.publish();
         req.release(k);
-      });
+      }
     }
   }
 
   /** Decode, then invoke: mmap and munmap for process `pid`. */
-  #kernelCall(nr: number, pid: number, a0: number, a1: number): number {
+  async #kernelCall(nr: number, pid: number, a0: number, a1: number): Promise<number> {
     const at = this.layout.procs / 4 + (pid - 1) * PROC_WORDS;
     if (pid < 1 || pid > MAX_PROCS || Atomics.load(this.#i32, at + kpState) !== PROC_RUNNING)
       return -ESRCH; // load
@@ -314,12 +329,18 @@ export class Machine {
         va + len > MMAP_BASE + MMAP_MAX
       )
         return -EINVAL;
-      // No core caches translations yet (every access walks), so no shootdown is needed before
-      // the frames are reused; with TLBs this is where the board's shootdown goes.
-      for (let p = va; p < va + len; p += PAGE_SIZE) {
-        const old = this.mmu.unmap(root, p);
-        if (old > 0 && (old & PTE_P) !== 0) this.frames.free(old >>> 12);
+      const pages = Math.ceil(len / PAGE_SIZE);
+      const freed: number[] = [];
+      for (let p = 0; p < pages; p++) {
+        const old = this.mmu.unmap(root, va + p * PAGE_SIZE);
+        if (old > 0 && (old & PTE_P) !== 0) freed.push(old >>> 12);
       }
+      // Shootdown (src/hw/tlb.ts H2-H4): every active core drops the pages from its TLB and
+      // acknowledges before a frame is reused; parked cores catch up when they wake.
+      this.#shootdown.invalidatePages(root, va, pages);
+      await this.#shootdown.waitAcks();
+      for (const f of freed) this.frames.free(f);
+      this.shootdowns++;
       return 0;
     }
     return -ENOSYS;
@@ -343,6 +364,9 @@ export class Machine {
         if (!up) reject(new ExocoreError("EXO_ERR_BOOT", `${name} failed to start: ${e.message}`));
       });
       worker.on("exit", (code) => {
+        // A core that is gone holds no translations: nobody may wait for its acknowledgement.
+        const core = /^core(\d+)$/.exec(name);
+        if (core) this.#shootdown.markOffline(Number(core[1]));
         if (!this.#stopping) this.#event({ type: "worker-exit", worker: name, code });
         if (!up)
           reject(new ExocoreError("EXO_ERR_BOOT", `${name} exited with code ${code} during boot`));

@@ -21,6 +21,7 @@ import {
   ACCESS_READ,
   ACCESS_WRITE,
   type Access,
+  type AddressTranslation,
   FAULT_NOT_PRESENT,
   faultName,
   type Mmu,
@@ -68,9 +69,12 @@ export class ProcessMemory implements HeapMemory {
   readonly #brk: number;
   readonly #refill: () => boolean;
 
+  readonly #x: AddressTranslation;
+
   constructor(
     mem: PhysicalMemory,
     mmu: Mmu,
+    translation: AddressTranslation,
     pool: FramePool,
     pid: number,
     root: number,
@@ -78,6 +82,7 @@ export class ProcessMemory implements HeapMemory {
     refill: () => boolean = () => false,
   ) {
     this.#refill = refill;
+    this.#x = translation;
     this.#mem = mem;
     this.#mmu = mmu;
     this.#pool = pool;
@@ -91,7 +96,7 @@ export class ProcessMemory implements HeapMemory {
   /** The physical byte address of `va` for `access`, paging it in if the fault is resolvable. */
   phys(va: number, access: Access): number {
     for (;;) {
-      const r = this.#mmu.translate(this.root, va, access, true);
+      const r = this.#x.translate(this.root, va, access, true); // the core's TLB, then a walk
       if (r >= 0) return r;
       if (!this.#fault(va, access, r)) throw new SegmentationFault(va, faultName(r));
     }
