@@ -252,3 +252,23 @@ test("mmap and munmap are served by the kernel through the rings; pages arrive d
     killed.some((k) => /not-present/.test(k)) && killed.some((k) => /protection-write/.test(k)),
   );
 });
+
+test("mshare: a copy-on-write snapshot keeps its content, a plain share sees writes", async () => {
+  const r = await runCapture(program("cow"), []);
+  assert.equal(r.status, 0, r.out);
+  assert.deepEqual(JSON.parse(r.out.trim()), {
+    snapshot: true,
+    snapshotReads: true,
+    originalWritten: true,
+    snapshotKept: true,
+    untouchedShared: true,
+    sharedSeesWrites: true,
+    notTouched: -EFAULT,
+    cowBreaks: 2,
+    unmapSnap: 0,
+    unmapShared: 0,
+    plainAfter: true,
+    unmapOrig: 0,
+  });
+  assert.deepEqual(r.events, []);
+});

@@ -54,6 +54,7 @@ export const SYS_log = 5;
 export const SYS_getcore = 6;
 export const SYS_mmap = 8;
 export const SYS_munmap = 9;
+export const SYS_mshare = 10;
 export const SYS_gettsc = 64;
 
 /** Largest single write or log the system domain accepts, in bytes (more gives EINVAL). */
@@ -98,6 +99,14 @@ export const SYSCALLS: readonly SyscallInfo[] = [
     args: ["len", "flags"],
     summary:
       "reserve an anonymous, demand-zero region of len bytes (a0); a1 = 1 for read-only; returns its address",
+  },
+  {
+    nr: SYS_mshare,
+    name: "mshare",
+    server: "kernel",
+    args: ["ptr", "len", "flags", "int"],
+    summary:
+      "map the touched pages of [a0, a0 + a1) again in process a3's mmap window (0: the caller); a2 = 1 for copy-on-write; returns the new address",
   },
   {
     nr: SYS_munmap,

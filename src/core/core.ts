@@ -51,6 +51,7 @@ import {
   kpRoot,
   kpState,
   kState,
+  kwCow,
   kwDoorbell,
   kwGranted,
   kwHeartbeat,
@@ -110,7 +111,8 @@ export type CoreEvent =
   | { type: "error"; pid: number; error: string; coreId: number }
   | { type: "grant"; coreId: number; frames: number }
   | { type: "loaded"; pid: number; coreId: number }
-  | { type: "reaped"; pid: number; coreId: number };
+  | { type: "reaped"; pid: number; coreId: number }
+  | { type: "cow"; pid: number; va: number; coreId: number };
 
 const port = parentPort;
 if (!port) throw new Error("a core runs in a worker thread");
@@ -411,6 +413,24 @@ function onExit(t: Thread): void {
 const memories = new Map<number, ProcessMemory>();
 
 /**
+ * A write hit a copy-on-write page: the kernel breaks the sharing (other cores may hold the old
+ * translation, and only the hypervisor posts shootdowns). This core waits marked idle, so the
+ * kernel's shootdown does not wait for our acknowledgement while we wait for its answer.
+ */
+function cowBreak(pid: number, va: number): boolean {
+  const word = st + kwCow;
+  const before = Atomics.load(i32, word); // load: breaks answered so far
+  post({ type: "cow", pid, va, coreId });
+  mailbox.enterIdle();
+  const deadline = performance.now() + 2000;
+  while (Atomics.load(i32, word) === before && performance.now() < deadline) {
+    Atomics.wait(i32, word, before, 50); // park: the kernel answers on its event loop
+  }
+  mailbox.leaveIdle(); // drop the stale translation before retrying
+  return Atomics.load(i32, word) !== before;
+}
+
+/**
  * The pool ran dry in a page fault: ask the kernel to grant more frames and wait for its answer
  * (the fault cannot finish without a frame). True if frames came.
  */
@@ -441,6 +461,7 @@ function memoryOf(pid: number): ProcessMemory {
       root,
       layout.procs / 4 + (pid - 1) * PROC_WORDS,
       refillPool,
+      (va) => cowBreak(pid, va),
     );
     memories.set(pid, m);
   }

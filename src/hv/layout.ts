@@ -14,6 +14,7 @@
  *           kernel rings        SPSC, one per core → the hypervisor (mmap, munmap)
  *           spawn queue         MPMC, unstarted green threads that any idle core may take
  *           console ring        SPSC, system domain → hypervisor: bytes written to fd 1 and 2
+ *           frame refs          extra mappings of each frame (shared and copy-on-write pages)
  *           process table       64 processes × 16 words: state, page-table root, exit status
  *           frame allocator     bitmap of physical frames (src/hw/physmem.ts)
  *           frames              4 KiB each: page tables and process memory
@@ -83,6 +84,8 @@ export const kwDoorbell = 7;
  * finds none to give), then notified; the core waits on it during a pool-dry page fault.
  */
 export const kwGranted = 8;
+/** Copy-on-write breaks answered: bumped by the hypervisor after it served one for this core. */
+export const kwCow = 9;
 export const WORKER_BOOTING = 0;
 export const WORKER_RUNNING = 1;
 export const WORKER_PARKED = 2;
@@ -165,6 +168,11 @@ export interface MachineLayout {
   readonly procs: number;
   /** pools[c]: frames granted to core c, for its pager. */
   readonly pools: readonly FramePoolDescriptor[];
+  /**
+   * Int32 word index of the frame reference table: refs + frame holds how many EXTRA mappings
+   * share that frame (0: one owner). Written by the kernel (share, COW break, unmap).
+   */
+  readonly refs: number;
   readonly frames: FrameAllocatorDescriptor;
   /** First frame past the map: where allocatable frames begin. */
   readonly firstFrame: number;
@@ -233,6 +241,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
   );
   const procs = arena.alloc("procs", MAX_PROCS * PROC_WORDS * 4).offset;
   const pools = coreSlots.map((_, c) => layFramePool(arena, `core${c}.pool`, POOL_CAPACITY));
+  const refs = arena.alloc("frame.refs", Math.floor(o.memoryBytes / PAGE_SIZE) * 4).offset / 4;
   const frames = layFrameAllocator(arena, Math.floor(o.memoryBytes / PAGE_SIZE));
   i32[machine / 4 + kCores] = cores;
   i32[machine / 4 + kDomains] = domains.length;
@@ -255,6 +264,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     console,
     procs,
     pools,
+    refs,
     frames,
     firstFrame: firstFrameAfter(arena),
     map: arena.describe(),

@@ -15,11 +15,23 @@
 
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import { EINVAL, ENOMEM, ENOSYS, ESRCH } from "../abi/errno.js";
-import { kA0, kA1, kErrno, kNr, kPid, kRet, SYS_mmap, SYS_munmap } from "../abi/syscall.js";
+import { EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH } from "../abi/errno.js";
+import {
+  kA0,
+  kA1,
+  kA2,
+  kA3,
+  kErrno,
+  kNr,
+  kPid,
+  kRet,
+  SYS_mmap,
+  SYS_mshare,
+  SYS_munmap,
+} from "../abi/syscall.js";
 import type { CoreCommand, CoreData, CoreEvent } from "../core/core.js";
 import { checkInteger, checkOneOf, ExocoreError, InvalidArgumentError } from "../errors.js";
-import { Mmu, PTE_P, PTE_U, PTE_W } from "../hw/mmu.js";
+import { Mmu, PTE_COW, PTE_P, PTE_U, PTE_W } from "../hw/mmu.js";
 import {
   FrameAllocator,
   FramePool,
@@ -52,6 +64,7 @@ import {
   kpState,
   kState,
   kwBatchMax,
+  kwCow,
   kwDoorbell,
   kwGranted,
   kwHeartbeat,
@@ -274,14 +287,7 @@ export class Machine {
         for (let i = 0; i < n; i++) {
           const src = req.entry(i);
           const w = req.i32;
-          rets.push(
-            await this.#kernelCall(
-              w[src + kNr] as number,
-              w[src + kPid] as number,
-              w[src + kA0] as number,
-              w[src + kA1] as number,
-            ),
-          );
+          rets.push(await this.#kernelCall(w, src));
         }
         const k = out.reserve(n); // the rest stays claimed for the next turn
         const w = req.i32;
@@ -299,8 +305,111 @@ export class Machine {
     }
   }
 
-  /** Decode, then invoke: mmap and munmap for process `pid`. */
-  async #kernelCall(nr: number, pid: number, a0: number, a1: number): Promise<number> {
+  /** Drop one mapping of `frame`: true if it was the last (the frame may be freed). */
+  #unref(frame: number): boolean {
+    const at = this.layout.refs + frame;
+    if (Atomics.load(this.#i32, at) === 0) return true; // load: no other mapping
+    Atomics.sub(this.#i32, at, 1); // release: one mapping fewer
+    return false;
+  }
+
+  /**
+   * The kernel's "share a region between address spaces" (XOmB): map the present pages of
+   * [va, va + len) of `root` again in the mmap window of process `dstPid`. With `cow`, both
+   * sides become read-only copy-on-write: the first write on either side breaks the sharing
+   * (the pager asks the kernel: #cowBreak). Returns the new address.
+   */
+  async #share(
+    root: number,
+    va: number,
+    len: number,
+    cow: number,
+    dstPid: number,
+  ): Promise<number> {
+    if ((va & (PAGE_SIZE - 1)) !== 0 || len === 0 || len > MMAP_MAX || (cow !== 0 && cow !== 1)) {
+      return -EINVAL;
+    }
+    if (dstPid < 1 || dstPid > MAX_PROCS) return -ESRCH;
+    const dstAt = this.layout.procs / 4 + (dstPid - 1) * PROC_WORDS;
+    if (Atomics.load(this.#i32, dstAt + kpState) !== PROC_RUNNING) return -ESRCH; // load
+    const dstRoot = this.#i32[dstAt + kpRoot] as number;
+    const pages = Math.ceil(len / PAGE_SIZE);
+    const ptes: number[] = [];
+    for (let p = 0; p < pages; p++) {
+      const pte = this.mmu.lookup(root, va + p * PAGE_SIZE);
+      if ((pte & PTE_P) === 0) return -EFAULT; // share what has been touched
+      ptes.push(pte);
+    }
+    const dst = this.#i32[dstAt + kpMmap] as number;
+    if (dst + pages * PAGE_SIZE > MMAP_BASE + MMAP_MAX) return -ENOMEM;
+    for (let t = dst & ~((1 << 22) - 1); t < dst + pages * PAGE_SIZE; t += 1 << 22) {
+      if (this.mmu.ensureTable(dstRoot, t) < 0) return -ENOMEM;
+    }
+    this.#i32[dstAt + kpMmap] = dst + pages * PAGE_SIZE;
+    for (let p = 0; p < pages; p++) {
+      const pte = ptes[p] as number;
+      let flags = pte & (PTE_U | PTE_W | PTE_COW);
+      if (cow === 1) {
+        flags = (flags & ~PTE_W) | PTE_COW;
+        this.mmu.protect(root, va + p * PAGE_SIZE, flags); // the source loses W too
+      }
+      Atomics.add(this.#i32, this.layout.refs + (pte >>> 12), 1); // claim: one more mapping
+      this.mmu.map(dstRoot, dst + p * PAGE_SIZE, pte >>> 12, flags, true);
+    }
+    if (cow === 1) {
+      // Rights were taken from the source: cores drop writable translations before we answer.
+      this.#shootdown.invalidatePages(root, va, pages);
+      await this.#shootdown.waitAcks();
+    }
+    return dst;
+  }
+
+  /**
+   * Break copy-on-write for the page at `va` of process `pid`, asked by a core whose thread
+   * wrote to it. The last mapping of a frame just gets W back; otherwise the page is copied into
+   * a fresh frame. Every core drops the old translation before the core is answered.
+   */
+  async #cowBreak(coreId: number, pid: number, va: number): Promise<void> {
+    const at = this.layout.procs / 4 + (pid - 1) * PROC_WORDS;
+    const s = this.layout.coreSlots[coreId];
+    if (
+      s &&
+      pid >= 1 &&
+      pid <= MAX_PROCS &&
+      Atomics.load(this.#i32, at + kpState) === PROC_RUNNING
+    ) {
+      const root = this.#i32[at + kpRoot] as number;
+      const page = va & ~(PAGE_SIZE - 1);
+      const pte = this.mmu.lookup(root, page);
+      if ((pte & PTE_P) !== 0 && (pte & PTE_COW) !== 0) {
+        const frame = pte >>> 12;
+        const flags = ((pte & (PTE_U | PTE_W | PTE_COW)) | PTE_W) & ~PTE_COW;
+        if (Atomics.load(this.#i32, this.layout.refs + frame) === 0) {
+          this.mmu.protect(root, page, flags); // sole owner: raising a right needs no shootdown
+        } else {
+          const copy = this.frames.alloc();
+          if (copy >= 0) {
+            this.mem.copyFrame(copy, frame);
+            this.mmu.map(root, page, copy, flags, true);
+            this.#shootdown.invalidatePages(root, page, 1);
+            await this.#shootdown.waitAcks();
+            Atomics.sub(this.#i32, this.layout.refs + frame, 1); // release: one mapping fewer
+          }
+        }
+      }
+    }
+    if (s) {
+      Atomics.add(this.#i32, s.status / 4 + kwCow, 1); // publish: answered
+      Atomics.notify(this.#i32, s.status / 4 + kwCow); // wake the faulting core
+    }
+  }
+
+  /** Decode, then invoke: mmap, mshare and munmap for process `pid`. */
+  async #kernelCall(w: Int32Array, src: number): Promise<number> {
+    const nr = w[src + kNr] as number;
+    const pid = w[src + kPid] as number;
+    const a0 = w[src + kA0] as number;
+    const a1 = w[src + kA1] as number;
     const at = this.layout.procs / 4 + (pid - 1) * PROC_WORDS;
     if (pid < 1 || pid > MAX_PROCS || Atomics.load(this.#i32, at + kpState) !== PROC_RUNNING)
       return -ESRCH; // load
@@ -319,6 +428,10 @@ export class Machine {
       this.#i32[at + kpMmap] = va + bytes;
       return va;
     }
+    if (nr === SYS_mshare) {
+      const dstPid = (w[src + kA3] as number) === 0 ? pid : (w[src + kA3] as number);
+      return this.#share(root, a0 >>> 0, a1 >>> 0, w[src + kA2] as number, dstPid);
+    }
     if (nr === SYS_munmap) {
       const va = a0 >>> 0;
       const len = a1 >>> 0;
@@ -333,7 +446,7 @@ export class Machine {
       const freed: number[] = [];
       for (let p = 0; p < pages; p++) {
         const old = this.mmu.unmap(root, va + p * PAGE_SIZE);
-        if (old > 0 && (old & PTE_P) !== 0) freed.push(old >>> 12);
+        if (old > 0 && (old & PTE_P) !== 0 && this.#unref(old >>> 12)) freed.push(old >>> 12);
       }
       // Shootdown (src/hw/tlb.ts H2-H4): every active core drops the pages from its TLB and
       // acknowledges before a frame is reused; parked cores catch up when they wake.
@@ -396,6 +509,9 @@ export class Machine {
         return;
       case "grant":
         this.#grant(m.coreId, m.frames);
+        return;
+      case "cow":
+        void this.#cowBreak(m.coreId, m.pid, m.va);
         return;
       case "reaped":
         this.#reaped.get(`${m.pid}/${m.coreId}`)?.();
@@ -563,7 +679,8 @@ export class Machine {
     // Heap pages came from core pools through the pagers; they go back to free memory.
     this.mmu.destroyAddressSpace(root, (va, pte) => {
       // Only present pages own a frame: a lazy (mmap'd, never touched) entry has none.
-      if (va >= HEAP_BASE && (pte & PTE_P) !== 0) this.frames.free(pte >>> 12);
+      if (va >= HEAP_BASE && (pte & PTE_P) !== 0 && this.#unref(pte >>> 12))
+        this.frames.free(pte >>> 12);
     });
     for (const f of frames) this.frames.free(f);
   }

@@ -18,6 +18,7 @@ import {
   SYS_gettid,
   SYS_log,
   SYS_mmap,
+  SYS_mshare,
   SYS_munmap,
   SYS_null,
   SYS_time,
@@ -175,6 +176,15 @@ export function* joinShared(h: SharedThread): Green {
 /** Reserve an anonymous region of `len` bytes, pages zero-filled on first touch: its address, or -errno. */
 export function* mmap(len: number, readOnly = false): Green {
   return yield* syscall(SYS_mmap, len, readOnly ? 1 : 0);
+}
+
+/**
+ * Map the (touched) pages of [va, va + len) again at a new address, in this process (pid 0) or
+ * another: shared, or copy-on-write (`cow`: the first write on either side gets its own copy).
+ * Returns the new address, or -errno. The kernel's "share" call (XOmB).
+ */
+export function* mshare(va: number, len: number, cow: boolean, pid = 0): Green {
+  return yield* syscall(SYS_mshare, va, len, cow ? 1 : 0, pid);
 }
 
 /** Take back the pages of [va, va + len) and free their frames: 0, or -errno. */

@@ -23,8 +23,10 @@ import {
   type Access,
   type AddressTranslation,
   FAULT_NOT_PRESENT,
+  FAULT_PROT_WRITE,
   faultName,
   type Mmu,
+  PTE_COW,
   PTE_LAZY,
   PTE_MAP_FLAGS,
   PTE_P,
@@ -51,6 +53,7 @@ export type FaultHandler = (va: number, access: Access, code: number, vm: Proces
 
 export interface VmCounters {
   faults: number;
+  cowBreaks: number;
   zeroFills: number;
   lostRaces: number;
 }
@@ -59,7 +62,7 @@ export interface VmCounters {
 export class ProcessMemory implements HeapMemory {
   readonly pid: number;
   readonly root: number;
-  readonly counters: VmCounters = { faults: 0, zeroFills: 0, lostRaces: 0 };
+  readonly counters: VmCounters = { faults: 0, cowBreaks: 0, zeroFills: 0, lostRaces: 0 };
   handler: FaultHandler | null = null;
   readonly #mem: PhysicalMemory;
   readonly #mmu: Mmu;
@@ -68,6 +71,7 @@ export class ProcessMemory implements HeapMemory {
   readonly #u8: Uint8Array;
   readonly #brk: number;
   readonly #refill: () => boolean;
+  readonly #cowBreak: (va: number) => boolean;
 
   readonly #x: AddressTranslation;
 
@@ -80,7 +84,9 @@ export class ProcessMemory implements HeapMemory {
     root: number,
     procAt: number,
     refill: () => boolean = () => false,
+    cowBreak: (va: number) => boolean = () => false,
   ) {
+    this.#cowBreak = cowBreak;
     this.#refill = refill;
     this.#x = translation;
     this.#mem = mem;
@@ -105,6 +111,15 @@ export class ProcessMemory implements HeapMemory {
   #fault(va: number, access: Access, code: number): boolean {
     this.counters.faults++;
     if (this.handler?.(va, access, code, this)) return true;
+    if (code === FAULT_PROT_WRITE) {
+      // Copy-on-write: a write to a page shared read-only by mshare goes to the kernel.
+      const pte = this.#mmu.lookup(this.root, va >>> 0);
+      if ((pte & PTE_COW) !== 0 && (pte & PTE_P) !== 0) {
+        this.counters.cowBreaks++;
+        return this.#cowBreak(va >>> 0);
+      }
+      return false;
+    }
     if (code !== FAULT_NOT_PRESENT) return false;
     const a = va >>> 0;
     const pte = this.#mmu.lookup(this.root, a);
