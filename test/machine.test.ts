@@ -70,6 +70,7 @@ test("bad calls give errno and the domain keeps serving", async () => {
   assert.equal(res.wildPtr, -EFAULT);
   assert.equal(res.badFd, -EBADF);
   assert.equal(res.tooLong, -EINVAL);
+  assert.equal(res.timeBadPtr, -EFAULT);
   assert.equal(res.afterErrors, 0);
   assert.ok(Math.abs((res.time ?? 0) - Date.now() / 1000) < 5, "time() is the wall clock");
   assert.equal(res.loopSum, 0);
@@ -153,10 +154,13 @@ test("the channel mode switches while a program runs", async () => {
 
 test("M:N: shared threads spread over every core and their results come back to the joiner", async () => {
   const parallel = fileURLToPath(new URL("../programs/parallel.js", import.meta.url));
-  for (const cores of [2, 4]) {
-    const r = await runCapture(parallel, ["120", "60000"], { cores });
+  for (const [cores, threads] of [
+    [2, 1000],
+    [4, 120],
+  ] as const) {
+    const r = await runCapture(parallel, [String(threads), "60000"], { cores });
     assert.equal(r.status, 0, r.out);
-    assert.match(r.out, /6057 primes below 60000 \(ok\) by 120 threads/);
+    assert.match(r.out, new RegExp(`6057 primes below 60000 \\(ok\\) by ${threads} threads`));
     const used = [...r.out.matchAll(/core (\d+): (\d+)/g)].map((m) => Number(m[1]));
     assert.ok(used.length >= 2, `threads ran on more than one core: ${r.out}`);
     const onCores = r.stats.filter((s) => s.name.startsWith("core") && s.calls > 0);
