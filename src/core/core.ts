@@ -99,7 +99,6 @@ export interface CoreData {
 /** Hypervisor → core. */
 export type CoreCommand =
   | { type: "load"; pid: number; url: string; args: readonly string[]; main: boolean }
-  | { type: "mode"; domain: number; mode: keyof typeof MODE_NUMBER }
   | { type: "reap"; pid: number };
 
 /** Core → hypervisor. */
@@ -559,10 +558,6 @@ function reap(pid: number): void {
 async function handle(cmd: CoreCommand): Promise<void> {
   if (cmd.type === "reap") {
     reap(cmd.pid);
-    return;
-  }
-  if (cmd.type === "mode") {
-    Atomics.store(i32, layout.modes + coreId * ndomains + cmd.domain, MODE_NUMBER[cmd.mode]); // publish
     return;
   }
   try {

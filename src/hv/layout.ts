@@ -51,7 +51,6 @@ export const MODE_NUMBER: Readonly<Record<ChannelMode, number>> = {
   park: 2,
   trap: 3,
 };
-export const MODE_NAME: readonly ChannelMode[] = ["spin", "hybrid", "park", "trap"];
 
 /** The service domains this machine knows. Issue 3: the system domain; devices come later. */
 export const DOMAINS = ["system"] as const;
@@ -98,7 +97,6 @@ export const PROC_WORDS = 16;
 export const kpState = 0; // PROC_*
 export const kpRoot = 1; // page-directory frame of its address space
 export const kpExit = 2; // exit status once PROC_EXITED
-export const kpThreads = 3; // live threads, all cores
 export const kpBrk = 4; // the heap's break: bumped with CAS by sbrk on any core
 export const kpHeap = 5; // HEAP_*: malloc's header, laid once by the first core that mallocs
 export const kpMmap = 6; // next free address of the mmap window (the kernel's bump pointer)

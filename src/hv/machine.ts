@@ -13,7 +13,7 @@
  * page-table code of src/hw/mmu.ts driven from here; nothing else is privileged.
  */
 
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH } from "../abi/errno.js";
 import {
@@ -775,5 +775,3 @@ export function describeEvent(e: SupervisorEvent): string {
       return `pid ${e.pid}: ${e.error}`;
   }
 }
-
-export const DOMAIN_FILE = (name: string): string => fileURLToPath(DOMAIN_URL(name));
