@@ -5,7 +5,7 @@
  * return `-errno` numbers instead (see src/abi/errno.ts); {@link fromErrno} crosses the line.
  */
 
-import { EINVAL, errnoMessage, errnoName } from "./abi/errno.js";
+import { EINVAL, EIO, errnoMessage, errnoName } from "./abi/errno.js";
 
 export class ExocoreError extends Error {
   /** Stable machine-readable code, e.g. `EXO_ERR_INVALID_ARG`. */
@@ -32,6 +32,13 @@ export class InvalidArgumentError extends ExocoreError {
 export class PanicError extends ExocoreError {
   constructor(message: string) {
     super("EXO_ERR_PANIC", `panic: ${message}`);
+  }
+}
+
+/** A device or image could not be read or written, or holds something it must not (EIO). */
+export class IoError extends ExocoreError {
+  constructor(message: string, errno = EIO, options?: ErrorOptions) {
+    super("EXO_ERR_IO", message, errno, options);
   }
 }
 
