@@ -3,25 +3,21 @@
  * (null, getpid, gettid, getcore, time, write/log to the console) for every core, through the
  * rings (FlexSC, VirtuOS).
  *
- * Loop: wait on the domain's one wake word until some core's request ring has entries; drain
- * every request ring it finds (FlexSC: take all, then answer all); write each completion in
- * place into the caller core's ready queue and publish once per core per round. Console output
- * of a round goes to the hypervisor in one message.
+ * The serving loop is domains/runtime.ts's (drain every core's ring, answer, publish once per
+ * core per round); every call here answers at once. Console bytes go to the hypervisor through
+ * the console ring, published at the end of each round before the completions.
  *
  * Holds no state that cannot be rebuilt: rings and process table live in shared memory, so a
  * new system domain started on the same layout carries on where this one stopped.
  */
 
-import { parentPort, workerData } from "node:worker_threads";
 import { EBADF, EINVAL, ENOSYS, ESRCH } from "../src/abi/errno.js";
 import {
   kA0,
   kA1,
   kA2,
-  kErrno,
   kNr,
   kPid,
-  kRet,
   kTid,
   MAX_IO,
   SYS_getcore,
@@ -33,60 +29,18 @@ import {
   SYS_write,
 } from "../src/abi/syscall.js";
 import { consoleWrite } from "../src/hv/console.js";
-import {
-  kpRoot,
-  kpState,
-  kState,
-  kwBatchMax,
-  kwHeartbeat,
-  kwQueue,
-  kwRounds,
-  kwServed,
-  kwState,
-  MACHINE_RUNNING,
-  type MachineLayout,
-  PROC_RUNNING,
-  PROC_WORDS,
-  WORKER_PARKED,
-  WORKER_RUNNING,
-  WORKER_STOPPED,
-} from "../src/hv/layout.js";
+import { kpRoot, kState, MACHINE_RUNNING, PROC_WORDS } from "../src/hv/layout.js";
 import { Mmu, UserMemory } from "../src/hw/mmu.js";
 import { PhysicalMemory } from "../src/hw/physmem.js";
-import { attachRing, PAYLOAD_WORDS, type Ring, WAITER_STATS, Waiter } from "../src/shm/index.js";
+import { attachRing, Waiter } from "../src/shm/index.js";
+import { DomainRuntime } from "./runtime.js";
 
-export interface DomainData {
-  readonly sab: SharedArrayBuffer;
-  readonly layout: MachineLayout;
-  /** This domain's index in layout.domains. */
-  readonly index: number;
-}
-
-/** What the domain tells the hypervisor by message (only that it is up; output goes by the console ring). */
-export type DomainMessage = { type: "ready" };
-
-const port = parentPort;
-if (!port) throw new Error("the system domain runs in a worker thread");
-const { sab, layout, index } = workerData as DomainData;
-
+const rt = new DomainRuntime();
+const { sab, layout } = rt;
 const mem = new PhysicalMemory(sab);
 const user = new UserMemory(mem, new Mmu(mem));
 const i32 = mem.i32;
-const slot = layout.domainSlots[index];
-if (!slot) throw new Error(`no domain slot ${index}`);
-const st = slot.status / 4;
 const machineState = layout.machine / 4 + kState;
-const requests: Ring[] = layout.requests.map((perCore, c) => {
-  const desc = perCore[index];
-  if (!desc) throw new Error(`no request ring from core ${c} to domain ${index}`);
-  return attachRing(sab, desc);
-});
-const ready: Ring[] = layout.ready.map((r) => attachRing(sab, r));
-/** Entries claimed from each request ring and not yet answered (ready queue was full). */
-const held = new Int32Array(layout.cores);
-const waiter = new Waiter(sab, slot.wake, {
-  stats: new Float64Array(sab, slot.waitStats, WAITER_STATS),
-});
 const io = new Uint8Array(MAX_IO);
 const ioView = new DataView(io.buffer);
 const decoder = new TextDecoder();
@@ -108,20 +62,10 @@ function consoleBytes(fd: number, bytes: Uint8Array): void {
   consoleWrite(consoleRing, fd, bytes, consoleScratch, consoleBatch, waitForConsole);
 }
 
-function hasWork(): boolean {
-  if (Atomics.load(i32, machineState) !== MACHINE_RUNNING) return true; // load: stop request
-  for (let c = 0; c < requests.length; c++) {
-    if (held[c] !== 0 || (requests[c] as Ring).hasEntries()) return true;
-  }
-  return false;
-}
-
 /** The page-table root of a running process, or -ESRCH. */
 function rootOf(pid: number): number {
-  if (pid < 1 || pid > 64) return -ESRCH;
-  const at = layout.procs / 4 + (pid - 1) * PROC_WORDS;
-  if (Atomics.load(i32, at + kpState) !== PROC_RUNNING) return -ESRCH; // load: process table
-  return i32[at + kpRoot];
+  if (!rt.procs.running(pid)) return -ESRCH;
+  return i32[layout.procs / 4 + (pid - 1) * PROC_WORDS + kpRoot];
 }
 
 /** Copy `len` bytes of the caller's memory into `io`: 0, or a -errno. */
@@ -141,7 +85,7 @@ function readUser(pid: number, va: number, len: number): string | number {
 const LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /** Serve the call in the entry at `at` (payload words); decode, then invoke. Returns ret. */
-function serve(core: number, at: number): number {
+function serve(i32: Int32Array, at: number, core: number): number {
   const nr = i32[at + kNr];
   const pid = i32[at + kPid];
   switch (nr) {
@@ -188,45 +132,12 @@ function serve(core: number, at: number): number {
   }
 }
 
-/** Answer what core `c` asked: as many as its ready queue has room for. */
-function drain(c: number): number {
-  const req = requests[c] as Ring;
-  const out = ready[c] as Ring;
-  const total = held[c] + req.peek(req.capacity - held[c]);
-  if (total === 0) return 0;
-  const k = out.reserve(total);
-  const words = req.i32;
-  for (let i = 0; i < k; i++) {
-    const src = req.entry(i);
-    const dst = out.slot(i);
-    for (let w = 0; w < PAYLOAD_WORDS; w++) words[dst + w] = words[src + w];
-    const ret = serve(c, src);
-    words[dst + kRet] = ret;
-    words[dst + kErrno] = ret < 0 ? -ret : 0;
-  }
+rt.run({
+  serve,
   // Console bytes first: a program that sees its write complete and exits must find its output
   // already on the console.
-  consoleRing.publish();
-  consoleBatch.n = 0;
-  out.publish(); // one publish per core per round: wakes the core if it parked
-  req.release(k);
-  held[c] = total - k;
-  return k;
-}
-
-Atomics.store(i32, st + kwState, WORKER_RUNNING); // publish: serving
-port.postMessage({ type: "ready" } satisfies DomainMessage);
-for (;;) {
-  Atomics.store(i32, st + kwState, WORKER_PARKED); // publish: waiting (spinning or parked)
-  waiter.wait(hasWork);
-  Atomics.store(i32, st + kwState, WORKER_RUNNING);
-  if (Atomics.load(i32, machineState) !== MACHINE_RUNNING) break; // load: stop request
-  let served = 0;
-  for (let c = 0; c < requests.length; c++) served += drain(c);
-  i32[st + kwHeartbeat]++;
-  i32[st + kwRounds]++;
-  i32[st + kwServed] += served;
-  i32[st + kwQueue] = served;
-  if (served > i32[st + kwBatchMax]) i32[st + kwBatchMax] = served;
-}
-Atomics.store(i32, st + kwState, WORKER_STOPPED); // publish: gone
+  endRound() {
+    consoleRing.publish();
+    consoleBatch.n = 0;
+  },
+});

@@ -43,6 +43,7 @@ import {
   syscallInfo,
 } from "../abi/syscall.js";
 import {
+  type DomainName,
   HEAP_BASE,
   HEAP_INIT,
   HEAP_NONE,
@@ -208,24 +209,35 @@ function rootOf(pid: number): number {
   return i32[at + kpRoot];
 }
 
-/** The domain that serves `nr` (issue 3: the system domain for every crossing call). */
+/**
+ * The channel that serves each call number: a domain's index, KERNEL, or -1 when the serving
+ * domain is not in this machine (no disk: no storage domain) — such calls get ENOSYS.
+ * Unknown numbers go to the system domain, which answers ENOSYS the way a kernel does.
+ */
+const route = new Int8Array(256);
 function domainOf(nr: number): number {
-  return syscallInfo(nr)?.server === "kernel" ? KERNEL : 0;
+  return nr >= 0 && nr < 256 ? route[nr] : 0;
 }
 
 /** Channel index of the kernel (the hypervisor), after the service domains. */
 const KERNEL = ndomains;
+for (let nr = 0; nr < 256; nr++) {
+  const server = syscallInfo(nr)?.server;
+  if (server === "kernel") route[nr] = KERNEL;
+  else if (server === "storage" || server === "network")
+    route[nr] = layout.domains.indexOf(server as DomainName);
+}
 /** This core's ring to the kernel, as one more channel beside the domains'. */
 const channels: Ring[] = [...requests, attachRing(sab, layout.kernel[coreId] as RingDescriptor)];
 
 /** Write thread t's staged call into its domain's request ring (Scheduler hook). */
 function submit(t: Thread): void {
   const d = domainOf(t.nr);
-  const ring = channels[d] as Ring;
-  if (syscallInfo(t.nr) === undefined && t.nr < 0) {
-    sched.complete(t, -38); // ENOSYS, never sent
+  if (d < 0) {
+    sched.complete(t, -38); // ENOSYS: no domain serves it here; never sent
     return;
   }
+  const ring = channels[d] as Ring;
   if (ring.reserve(1) === 0) {
     overflow.push(t); // ring full: back-pressure, retried after the next publish
     return;
@@ -516,6 +528,8 @@ bindCore({
   cores: layout.cores,
   sched,
   user,
+  layout,
+  i32,
   root: rootOf,
   scratchAlloc,
   scratchFree,

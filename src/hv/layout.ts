@@ -7,7 +7,8 @@
  *                               waiter's counters (float64), written by that worker only
  *           channel modes       one word per core × domain: spin / hybrid / park / trap
  *           wake words          one per core (its ready queue) and one per domain (all its
- *                               request rings share it: a domain parks on one word)
+ *                               request rings and its VF's interrupts share it: a domain
+ *                               parks on one word)
  *           request rings       SPSC, one per core × domain (core → domain)
  *           ready queues        MPMC, one per core (every domain → that core)
  *           shootdown board     one TLB mailbox per core (src/hw/tlb.ts)
@@ -15,7 +16,9 @@
  *           spawn queue         MPMC, unstarted green threads that any idle core may take
  *           console ring        SPSC, system domain → hypervisor: bytes written to fd 1 and 2
  *           frame refs          extra mappings of each frame (shared and copy-on-write pages)
- *           process table       64 processes × 16 words: state, page-table root, exit status
+ *           process table       64 processes × 16 words: state, page-table root, exit status,
+ *                               spawn serial
+ *           descriptor tables   64 processes × 4096 words: fd → (domain, handle) (src/libos/fd.ts)
  *           frame allocator     bitmap of physical frames (src/hw/physmem.ts)
  *           frames              4 KiB each: page tables and process memory
  *
@@ -52,8 +55,11 @@ export const MODE_NUMBER: Readonly<Record<ChannelMode, number>> = {
   trap: 3,
 };
 
-/** The service domains this machine knows. Issue 3: the system domain; devices come later. */
-export const DOMAINS = ["system"] as const;
+/**
+ * The service domains this machine knows, in channel order. The system domain is always there;
+ * storage runs when the machine has a disk, network when it has a NIC (boot options).
+ */
+export const DOMAINS = ["system", "storage", "network"] as const;
 export type DomainName = (typeof DOMAINS)[number];
 
 // Machine line (word indexes).
@@ -61,6 +67,11 @@ export const kMagic = 0;
 export const kState = 1; // MACHINE_*: written by the hypervisor
 export const kCores = 2;
 export const kDomains = 3;
+/**
+ * Process-exit epoch: bumped (Atomics.add) by the hypervisor after each process exits, then the
+ * domains are woken; a domain that sees it move frees what dead processes held (files, sockets).
+ */
+export const kMachineEpoch = 4;
 export const MACHINE_MAGIC = 0x45584f43; // "EXOC"
 export const MACHINE_RUNNING = 1;
 export const MACHINE_STOPPING = 2;
@@ -100,6 +111,27 @@ export const kpExit = 2; // exit status once PROC_EXITED
 export const kpBrk = 4; // the heap's break: bumped with CAS by sbrk on any core
 export const kpHeap = 5; // HEAP_*: malloc's header, laid once by the first core that mallocs
 export const kpMmap = 6; // next free address of the mmap window (the kernel's bump pointer)
+/** Spawn serial of this incarnation of the pid (pids are reused, serials never): set at spawn. */
+export const kpSerial = 7;
+
+/**
+ * Descriptor tables: one per process, MAX_FDS int32 words, in shared memory so that a process's
+ * threads on every core see one table (the libOS's fd table, DESIGN.md). Entry: 0 free,
+ * FD_RESERVED while an open is in flight, else fdEntry(domain, handle). Written by the libOS
+ * of any core with CAS (claim) and store (publish); cleared by the hypervisor at exit.
+ */
+export const MAX_FDS = 4096;
+export const FD_RESERVED = -1;
+/** A descriptor: the domain that holds the object (index in layout.domains) and its handle. */
+export function fdEntry(domain: number, handle: number): number {
+  return ((domain + 1) << 24) | (handle & 0xffffff);
+}
+export function fdDomain(entry: number): number {
+  return (entry >>> 24) - 1;
+}
+export function fdHandle(entry: number): number {
+  return entry & 0xffffff;
+}
 export const HEAP_NONE = 0;
 export const HEAP_INIT = 1;
 export const HEAP_READY = 2;
@@ -164,6 +196,8 @@ export interface MachineLayout {
   /** Console device: the system domain → the hypervisor (bytes of write/log). */
   readonly console: RingDescriptor;
   readonly procs: number;
+  /** Byte offset of the descriptor tables: fds + ((pid - 1) * MAX_FDS + fd) * 4. */
+  readonly fds: number;
   /** pools[c]: frames granted to core c, for its pager. */
   readonly pools: readonly FramePoolDescriptor[];
   /**
@@ -182,6 +216,8 @@ export interface LayoutOptions {
   readonly cores: number;
   readonly memoryBytes: number;
   readonly channel: ChannelMode;
+  /** The domains to run; default: all of DOMAINS. "system" must be first. */
+  readonly domains?: readonly DomainName[];
   readonly requestCapacity?: number;
   readonly readyCapacity?: number;
 }
@@ -192,7 +228,8 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
   const channel = checkOneOf("channel", o.channel, CHANNEL_MODES);
   const arena = new Arena(sab);
   const i32 = new Int32Array(sab);
-  const domains: DomainName[] = [...DOMAINS];
+  const domains: DomainName[] = [...(o.domains ?? DOMAINS)];
+  if (domains[0] !== "system") throw new Error("layMachine: the system domain comes first");
   const machine = arena.alloc("machine", CACHE_LINE).offset;
   const slot = (name: string): WorkerSlot => {
     const status = arena.alloc(`${name}.status`, CACHE_LINE).offset;
@@ -238,6 +275,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     layRing(arena, `core${c}->kernel`, { kind: "spsc", capacity: 64, notEmptyWord: kernelWake }),
   );
   const procs = arena.alloc("procs", MAX_PROCS * PROC_WORDS * 4).offset;
+  const fds = arena.alloc("fds", MAX_PROCS * MAX_FDS * 4).offset;
   const pools = coreSlots.map((_, c) => layFramePool(arena, `core${c}.pool`, POOL_CAPACITY));
   const refs = arena.alloc("frame.refs", Math.floor(o.memoryBytes / PAGE_SIZE) * 4).offset / 4;
   const frames = layFrameAllocator(arena, Math.floor(o.memoryBytes / PAGE_SIZE));
@@ -261,6 +299,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     spawn,
     console,
     procs,
+    fds,
     pools,
     refs,
     frames,

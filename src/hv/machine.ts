@@ -15,6 +15,7 @@
 
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import type { DomainMessage } from "../../domains/runtime.js";
 import { EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH } from "../abi/errno.js";
 import {
   kA0,
@@ -53,14 +54,18 @@ import { ConsoleReader } from "./console.js";
 import {
   CHANNEL_MODES,
   type ChannelMode,
+  type DomainName,
+  fdEntry,
   HEAP_BASE,
   HEAP_MAX,
   HEAP_NONE,
+  kMachineEpoch,
   kpBrk,
   kpExit,
   kpHeap,
   kpMmap,
   kpRoot,
+  kpSerial,
   kpState,
   kState,
   kwBatchMax,
@@ -75,6 +80,7 @@ import {
   kwThreads,
   layMachine,
   MACHINE_STOPPING,
+  MAX_FDS,
   MAX_PROCS,
   type MachineLayout,
   MMAP_BASE,
@@ -107,6 +113,13 @@ export interface BootOptions {
   readonly onEvent?: (e: SupervisorEvent) => void;
   /** How often the supervisor reads heartbeats, ms. Default 250. */
   readonly heartbeatMs?: number;
+  /**
+   * A disk image (made by `exocore mkfs`): the machine gets an NVMe device whose first VF,
+   * a namespace over the whole image, goes to the storage domain. Without it, no storage domain.
+   */
+  readonly disk?: string;
+  /** Give the machine a NIC whose first VF goes to the network domain. Default false. */
+  readonly network?: boolean;
 }
 
 export type SupervisorEvent =
@@ -154,7 +167,10 @@ export async function boot(options: BootOptions = {}): Promise<Machine> {
     "priority",
   ] as const);
   const sab = new SharedArrayBuffer(memoryMiB * 1024 * 1024);
-  const layout = layMachine(sab, { cores, memoryBytes: sab.byteLength, channel });
+  const domains: DomainName[] = ["system"];
+  if (options.disk !== undefined) domains.push("storage");
+  if (options.network === true) domains.push("network");
+  const layout = layMachine(sab, { cores, memoryBytes: sab.byteLength, channel, domains });
   const m = new Machine(sab, layout, options);
   await m.start(policy);
   return m;
@@ -189,6 +205,8 @@ export class Machine {
   /** munmaps whose TLB shootdown completed. */
   shootdowns = 0;
   #stopping = false;
+  /** Spawn serial of the last process created (kpSerial). */
+  #serial = 0;
   #channel: ChannelMode;
 
   constructor(sab: SharedArrayBuffer, layout: MachineLayout, options: BootOptions) {
@@ -466,7 +484,7 @@ export class Machine {
     this.#workers.push({ name, worker, status, waitStats, exited });
     return new Promise<void>((resolve, reject) => {
       let up = false;
-      worker.on("message", (m: CoreEvent | { type: "ready" }) => {
+      worker.on("message", (m: CoreEvent | DomainMessage) => {
         if (m.type === "ready") {
           up = true;
           resolve();
@@ -487,8 +505,14 @@ export class Machine {
     });
   }
 
-  #onMessage(m: CoreEvent): void {
+  #onMessage(m: CoreEvent | DomainMessage): void {
     switch (m.type) {
+      case "log":
+        (this.#options.stderr ?? ((t) => process.stderr.write(t)))(`${m.text}\n`);
+        return;
+      case "failed":
+        this.#event({ type: "worker-error", worker: "domain", error: m.error });
+        return;
       case "exit":
         this.#exit(m.pid, m.status);
         return;
@@ -631,6 +655,11 @@ export class Machine {
     this.#i32[at + kpBrk] = HEAP_BASE;
     this.#i32[at + kpHeap] = HEAP_NONE;
     this.#i32[at + kpMmap] = MMAP_BASE;
+    this.#i32[at + kpSerial] = ++this.#serial;
+    // Descriptors 0, 1, 2: the console, held by the system domain (its handle is the fd).
+    const fds = this.layout.fds / 4 + (pid - 1) * MAX_FDS;
+    this.#i32.fill(0, fds, fds + MAX_FDS);
+    for (let fd = 0; fd < 3; fd++) this.#i32[fds + fd] = fdEntry(0, fd);
     Atomics.store(this.#i32, at + kpState, PROC_RUNNING); // publish: the process exists
     let resolve: (s: number) => void = () => {};
     const exited = new Promise<number>((r) => {
@@ -650,6 +679,9 @@ export class Machine {
     const at = this.layout.procs / 4 + (pid - 1) * PROC_WORDS;
     this.#i32[at + kpExit] = status;
     Atomics.store(this.#i32, at + kpState, PROC_EXITED); // publish: calls for it now get ESRCH
+    // Domains free what the process held (open files, sockets) when they see the epoch move.
+    Atomics.add(this.#i32, this.layout.machine / 4 + kMachineEpoch, 1); // publish: an exit
+    for (const s of this.layout.domainSlots) new Notifier(this.sab, s.wake).notify(); // wake
     void this.#reap(proc, at, status);
   }
 
@@ -746,7 +778,8 @@ export class Machine {
     new Notifier(this.sab, this.layout.console.notFull as number).wakeAll();
     await Promise.all(
       this.#workers.map(async ({ worker, exited }) => {
-        const timer = setTimeout(() => void worker.terminate(), 2000);
+        // Domains get longer: the storage domain commits its log and flushes its disk on the way out.
+        const timer = setTimeout(() => void worker.terminate(), 10_000);
         await exited;
         clearTimeout(timer);
       }),

@@ -5,6 +5,7 @@
 
 import type { Scheduler, Thread } from "../core/sched.js";
 import { panic } from "../errors.js";
+import type { MachineLayout } from "../hv/layout.js";
 import type { UserMemory } from "../hw/mmu.js";
 import type { Malloc } from "./malloc.js";
 import type { ProcessMemory } from "./vm.js";
@@ -14,6 +15,9 @@ export interface CoreContext {
   readonly cores: number;
   readonly sched: Scheduler;
   readonly user: UserMemory;
+  /** The machine's memory map, and physical memory as int32 words (descriptor tables live there). */
+  readonly layout: MachineLayout;
+  readonly i32: Int32Array;
   /** Page-table root of a running process, by pid. */
   root(pid: number): number;
   /** Take `bytes` of this core's scratch window in the process's memory; 0 when none is free. */

@@ -22,14 +22,15 @@ import {
   SYS_munmap,
   SYS_null,
   SYS_time,
-  SYS_write,
 } from "../abi/syscall.js";
 import { Y_BLOCK, Y_SYSCALL } from "../core/sched.js";
 import { yieldNow } from "../core/sync.js";
 import { fromErrno, InvalidArgumentError } from "../errors.js";
 import { core, self } from "./context.js";
+import { write } from "./io.js";
 import type { FaultHandler, ProcessMemory } from "./vm.js";
 
+export * from "../abi/syscall.js";
 export {
   Channel,
   ChannelClosedError,
@@ -42,6 +43,7 @@ export {
   spawnThread as spawn,
   yieldNow,
 } from "../core/sync.js";
+export * from "./io.js";
 
 /** A green thread: yields scheduler tokens, receives results, returns its exit status. */
 export type Green<T = number> = Generator<number, T, number>;
@@ -80,11 +82,6 @@ export function* getcore(): Green {
 /** Seconds since the epoch (from the system domain). */
 export function* time(): Green {
   return yield* syscall(SYS_time);
-}
-
-/** Write `len` bytes at user address `va` to fd 1 (stdout) or 2 (stderr). */
-export function* write(fd: number, va: number, len: number): Green {
-  return yield* syscall(SYS_write, fd, va, len);
 }
 
 /** A cycle-counter stand-in, served in the libOS with no crossing (XOS's gettsc). */
