@@ -42,6 +42,7 @@ import {
   NR_JOINED,
   syscallInfo,
 } from "../abi/syscall.js";
+import { NicDriver } from "../drivers/nic.js";
 import {
   type DomainName,
   HEAP_BASE,
@@ -76,6 +77,7 @@ import {
 import { Mmu, UserMemory } from "../hw/mmu.js";
 import { FramePool, type FramePoolDescriptor, PhysicalMemory } from "../hw/physmem.js";
 import { ShootdownMailbox, Tlb, Translator } from "../hw/tlb.js";
+import type { VfDescriptor } from "../hw/vf.js";
 import { bindCore } from "../libos/context.js";
 import { Malloc } from "../libos/malloc.js";
 import { ProcessMemory, SegmentationFault } from "../libos/vm.js";
@@ -95,6 +97,8 @@ export interface CoreData {
   readonly layout: MachineLayout;
   readonly coreId: number;
   readonly policy: "fifo" | "rr" | "priority";
+  /** A NIC VF this core drives itself (XOS kernel bypass), if the machine gave it one. */
+  readonly vf?: VfDescriptor | undefined;
 }
 
 /** Hypervisor → core. */
@@ -538,6 +542,8 @@ bindCore({
   joinShared,
   memory: memoryOf,
   heap: heapOf,
+  nic: () => nicOf(),
+  waitNic,
 });
 
 // ---- control plane ----
@@ -603,12 +609,38 @@ async function handle(cmd: CoreCommand): Promise<void> {
   }
 }
 
+// ---- XOS kernel bypass: this core's own NIC VF, driven here with no domain in the path ----
+
+/** The driver of this core's VF (made on first use); its interrupts ring this core's wake word. */
+let nic: NicDriver | null = null;
+/** Green threads blocked until the VF has work (received frames, events, TX completions). */
+const nicWaiters: Thread[] = [];
+
+function nicOf(): NicDriver | null {
+  if (nic === null && data.vf !== undefined)
+    nic = new NicDriver(mem, data.vf, { irqWord: slot.wake });
+  return nic;
+}
+
+/** Block `t` until the VF has work; null when it has some already (no wait needed). */
+function waitNic(t: Thread): number | null {
+  if (nic === null || nic.hasWork()) return 0;
+  nicWaiters.push(t);
+  return null;
+}
+
+function wakeNicWaiters(): void {
+  if (nicWaiters.length === 0 || !(nic as NicDriver).hasWork()) return;
+  for (const t of nicWaiters.splice(0)) sched.wake(t, 0);
+}
+
 // ---- the loop ----
 
 let bellSeen = 0;
 const bell = st + kwDoorbell;
 const hasWork = () =>
   ready.hasEntries() ||
+  (nicWaiters.length > 0 && (nic as NicDriver).hasWork()) ||
   spawnRing.hasEntries() ||
   Atomics.load(i32, bell) !== bellSeen || // load: the hypervisor posted a message
   Atomics.load(i32, machineState) !== MACHINE_RUNNING;
@@ -616,6 +648,7 @@ const hasWork = () =>
 let turns = 0;
 function turn(): void {
   takeCompletions();
+  wakeNicWaiters();
   for (let n = overflow.length; n > 0; n--) submit(overflow.shift() as Thread);
   for (let n = outbox.length; n > 0; n--) {
     const o = outbox.shift() as (typeof outbox)[number];

@@ -15,7 +15,7 @@
 
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { DomainMessage } from "../../domains/runtime.js";
+import type { DomainData, DomainMessage } from "../../domains/runtime.js";
 import { EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH } from "../abi/errno.js";
 import {
   kA0,
@@ -51,6 +51,7 @@ import {
   type WakeMode,
 } from "../shm/index.js";
 import { ConsoleReader } from "./console.js";
+import { type DeviceOptions, Devices, type DmaFaultReport } from "./devices.js";
 import {
   CHANNEL_MODES,
   type ChannelMode,
@@ -120,6 +121,8 @@ export interface BootOptions {
   readonly disk?: string;
   /** Give the machine a NIC whose first VF goes to the network domain. Default false. */
   readonly network?: boolean;
+  /** Cores given a NIC VF of their own, driven by programs with no domain in the path (XOS). */
+  readonly bypassCores?: readonly number[];
 }
 
 export type SupervisorEvent =
@@ -128,7 +131,8 @@ export type SupervisorEvent =
   | { type: "hung"; worker: string; ms: number }
   | { type: "thread-killed"; pid: number; tid: number; name: string; error: string }
   | { type: "long-run"; pid: number; tid: number; name: string; ms: number }
-  | { type: "load-error"; pid: number; error: string };
+  | { type: "load-error"; pid: number; error: string }
+  | ({ type: "dma-fault" } & DmaFaultReport);
 
 export interface WorkerStats {
   readonly name: string;
@@ -172,6 +176,16 @@ export async function boot(options: BootOptions = {}): Promise<Machine> {
   if (options.network === true) domains.push("network");
   const layout = layMachine(sab, { cores, memoryBytes: sab.byteLength, channel, domains });
   const m = new Machine(sab, layout, options);
+  try {
+    await m.attachDevices({
+      disk: options.disk,
+      network: options.network,
+      bypassCores: options.bypassCores,
+    });
+  } catch (e) {
+    await m.devices?.close();
+    throw e;
+  }
   await m.start(policy);
   return m;
 }
@@ -202,6 +216,8 @@ export class Machine {
   #consoleLoop: Promise<void> = Promise.resolve();
   #kernelLoop: Promise<void> = Promise.resolve();
   readonly #shootdown: Shootdown;
+  /** The IOMMU and the devices (NVMe, NIC), once attached at boot. */
+  devices: Devices | null = null;
   /** munmaps whose TLB shootdown completed. */
   shootdowns = 0;
   #stopping = false;
@@ -253,6 +269,13 @@ export class Machine {
     }
   }
 
+  /** Set up the IOMMU and the devices the options ask for (before any worker starts). */
+  async attachDevices(o: DeviceOptions): Promise<void> {
+    this.devices = await Devices.create(this.mem, this.frames, this.layout.cores, o, (f) =>
+      this.#event({ type: "dma-fault", ...f }),
+    );
+  }
+
   /** Start the domains, then the cores; resolves when all have reported ready. */
   async start(policy: CoreData["policy"]): Promise<void> {
     const ready: Promise<void>[] = [];
@@ -260,7 +283,17 @@ export class Machine {
       const s = this.layout.domainSlots[index];
       if (!s) throw new Error(`no slot for domain ${name}`);
       const worker = new Worker(DOMAIN_URL(name), {
-        workerData: { sab: this.sab, layout: this.layout, index },
+        workerData: {
+          sab: this.sab,
+          layout: this.layout,
+          index,
+          vf:
+            name === "storage"
+              ? this.devices?.storageVf
+              : name === "network"
+                ? this.devices?.networkVf
+                : undefined,
+        } satisfies DomainData,
         name: `domain.${name}`,
       });
       ready.push(this.#watch(`domain.${name}`, worker, s.status, s.waitStats));
@@ -268,7 +301,8 @@ export class Machine {
     for (let coreId = 0; coreId < this.layout.cores; coreId++) {
       const s = this.layout.coreSlots[coreId];
       if (!s) throw new Error(`no slot for core ${coreId}`);
-      const data: CoreData = { sab: this.sab, layout: this.layout, coreId, policy };
+      const vf = this.devices?.coreVfs[coreId];
+      const data: CoreData = { sab: this.sab, layout: this.layout, coreId, policy, vf };
       const worker = new Worker(CORE_URL, { workerData: data, name: `core${coreId}` });
       ready.push(this.#watch(`core${coreId}`, worker, s.status, s.waitStats));
     }
@@ -786,6 +820,7 @@ export class Machine {
     );
     await this.#consoleLoop;
     await this.#kernelLoop;
+    await this.devices?.close(); // after the domains: the storage domain flushed on its way out
     this.#drainConsole();
     for (const p of this.#procs.values()) p.resolve(-1);
     this.#procs.clear();
@@ -806,5 +841,7 @@ export function describeEvent(e: SupervisorEvent): string {
       return `pid ${e.pid} thread ${e.tid} (${e.name}) ran ${e.ms.toFixed(0)} ms without yielding`;
     case "load-error":
       return `pid ${e.pid}: ${e.error}`;
+    case "dma-fault":
+      return `DMA blocked: ${e.owner} (rid ${e.rid.toString(16)}) ${e.write ? "write" : "read"} at ${e.iova.toString(16)}: ${e.reason}`;
   }
 }

@@ -4,6 +4,7 @@
  */
 
 import type { Scheduler, Thread } from "../core/sched.js";
+import type { NicDriver } from "../drivers/nic.js";
 import { panic } from "../errors.js";
 import type { MachineLayout } from "../hv/layout.js";
 import type { UserMemory } from "../hw/mmu.js";
@@ -33,6 +34,10 @@ export interface CoreContext {
   memory(pid: number): ProcessMemory;
   /** The process's malloc on this core. */
   heap(pid: number): Malloc;
+  /** This core's own NIC VF driver (XOS kernel bypass), or null when the core has none. */
+  nic(): NicDriver | null;
+  /** Block `t` until the core's VF has work: 0 at once if it has, else null (blocked). */
+  waitNic(t: Thread): number | null;
 }
 
 let bound: CoreContext | null = null;

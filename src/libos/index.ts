@@ -43,6 +43,7 @@ export {
   spawnThread as spawn,
   yieldNow,
 } from "../core/sync.js";
+export * from "./bypass.js";
 export * from "./io.js";
 
 /** A green thread: yields scheduler tokens, receives results, returns its exit status. */

@@ -13,7 +13,7 @@
  *   const n = yield* read(fd, buf, 4096);
  */
 
-import { EBADF, EINVAL, ENAMETOOLONG, ENOMEM, ENOSYS, ENOTSOCK } from "../abi/errno.js";
+import { EBADF, EFAULT, EINVAL, ENAMETOOLONG, ENOMEM, ENOSYS, ENOTSOCK } from "../abi/errno.js";
 import {
   DIRENT_HEADER,
   O_RDONLY,
@@ -55,6 +55,7 @@ import {
   SYS_write,
 } from "../abi/syscall.js";
 import { fdEntry } from "../hv/layout.js";
+import { ACCESS_READ, ACCESS_WRITE } from "../hw/mmu.js";
 import { core, self } from "./context.js";
 import {
   domainIndex,
@@ -68,9 +69,12 @@ import {
 } from "./fd.js";
 import type { Green } from "./index.js";
 import { syscall } from "./index.js";
+import { SegmentationFault } from "./vm.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** The most of a buffer a call pages in first: a domain moves at most 1 MiB per call. */
+const MAX_PREFAULT = 1 << 20;
 /** Longest path a call takes, in bytes (as Linux's PATH_MAX). */
 export const PATH_MAX = 4096;
 
@@ -137,6 +141,40 @@ function* pathCall(nr: number, path: string, a2 = 0, a3 = 0): Green {
   });
 }
 
+/**
+ * Page in [va, va + len) for the access a domain will make there. A domain reaches user memory
+ * only through the page tables (copyin/copyout) and cannot run this core's pager, so a buffer
+ * on a page never touched yet (demand-zero heap, an mmap region) is paged in here first, as
+ * Linux's get_user_pages does for a device: 0, or -EFAULT for an address no pager can back.
+ */
+function prefault(va: number, len: number, write: boolean): number {
+  if (len <= 0) return 0;
+  const vm = core().memory(self().pid);
+  const access = write ? ACCESS_WRITE : ACCESS_READ;
+  try {
+    for (let p = va & ~0xfff; p < va + len; p += 4096) vm.phys(p >>> 0, access);
+  } catch (e) {
+    if (e instanceof SegmentationFault) return -EFAULT;
+    throw e;
+  }
+  return 0;
+}
+
+/** A call that moves bytes to (write = true: the domain writes) or from a user buffer. */
+function* bufCall(
+  nr: number,
+  h: number,
+  va: number,
+  len: number,
+  write: boolean,
+  a3 = 0,
+  a4 = 0,
+): Green {
+  const f = prefault(va, Math.min(len, MAX_PREFAULT), write);
+  if (f < 0) return f;
+  return yield* syscall(nr, h, va, len, a3, a4);
+}
+
 /** The (domain, handle) of an fd; -EBADF when it is not open. */
 function objectOf(fd: number): number {
   return fdLookup(self().pid, fd);
@@ -149,8 +187,8 @@ export function* read(fd: number, va: number, len: number): Green {
   const e = objectOf(fd);
   if (e < 0) return e;
   const d = fdDomain(e);
-  if (d === domainIndex("storage")) return yield* syscall(SYS_read, fdHandle(e), va, len);
-  if (d === domainIndex("network")) return yield* syscall(SYS_recv, fdHandle(e), va, len, 0);
+  if (d === domainIndex("storage")) return yield* bufCall(SYS_read, fdHandle(e), va, len, true);
+  if (d === domainIndex("network")) return yield* bufCall(SYS_recv, fdHandle(e), va, len, true);
   return fdHandle(e) === 0 ? 0 : -EBADF; // the console has no input: stdin is at its end
 }
 
@@ -159,9 +197,9 @@ export function* write(fd: number, va: number, len: number): Green {
   const e = objectOf(fd);
   if (e < 0) return e;
   const d = fdDomain(e);
-  if (d === domainIndex("storage")) return yield* syscall(SYS_fwrite, fdHandle(e), va, len);
-  if (d === domainIndex("network")) return yield* syscall(SYS_send, fdHandle(e), va, len, 0);
-  return yield* syscall(SYS_write, fdHandle(e), va, len);
+  if (d === domainIndex("storage")) return yield* bufCall(SYS_fwrite, fdHandle(e), va, len, false);
+  if (d === domainIndex("network")) return yield* bufCall(SYS_send, fdHandle(e), va, len, false);
+  return yield* bufCall(SYS_write, fdHandle(e), va, len, false);
 }
 
 /** Close an fd of any kind: 0, or -errno. */
@@ -205,12 +243,12 @@ export function* open(path: string, flags = O_RDONLY, mode = 0o644): Green {
 
 export function* pread(fd: number, va: number, len: number, offset: number): Green {
   const h = fileHandle(fd);
-  return h < 0 ? h : yield* syscall(SYS_pread, h, va, len, offset);
+  return h < 0 ? h : yield* bufCall(SYS_pread, h, va, len, true, offset);
 }
 
 export function* pwrite(fd: number, va: number, len: number, offset: number): Green {
   const h = fileHandle(fd);
-  return h < 0 ? h : yield* syscall(SYS_pwrite, h, va, len, offset);
+  return h < 0 ? h : yield* bufCall(SYS_pwrite, h, va, len, false, offset);
 }
 
 /** Move the offset (SEEK_SET, SEEK_CUR, SEEK_END): the new offset, or -errno. */
@@ -369,13 +407,13 @@ export function* connect(fd: number, ip: number, port: number): Green {
 /** Receive up to `len` bytes: the count, 0 at end of stream, or -errno (EAGAIN with MSG_DONTWAIT). */
 export function* recv(fd: number, va: number, len: number, flags = 0): Green {
   const h = socketHandle(fd);
-  return h < 0 ? h : yield* syscall(SYS_recv, h, va, len, flags);
+  return h < 0 ? h : yield* bufCall(SYS_recv, h, va, len, true, flags);
 }
 
 /** Send bytes; waits while the send queue is full (or EAGAIN with MSG_DONTWAIT). */
 export function* send(fd: number, va: number, len: number, flags = 0): Green {
   const h = socketHandle(fd);
-  return h < 0 ? h : yield* syscall(SYS_send, h, va, len, flags);
+  return h < 0 ? h : yield* bufCall(SYS_send, h, va, len, false, flags);
 }
 
 export function* shutdown(fd: number, how: number): Green {
@@ -385,7 +423,9 @@ export function* shutdown(fd: number, how: number): Green {
 
 export function* sendto(fd: number, va: number, len: number, to: SockAddr): Green {
   const h = socketHandle(fd);
-  return h < 0 ? h : yield* syscall(SYS_sendto, h, va, len, to.ip, to.port);
+  if (h < 0) return h;
+  const f = prefault(va, len, false);
+  return f < 0 ? f : yield* syscall(SYS_sendto, h, va, len, to.ip, to.port);
 }
 
 /** Receive one datagram: its length, and where it came from in `from`. */
@@ -399,6 +439,8 @@ export function* recvfrom(
   const h = socketHandle(fd);
   if (h < 0) return h;
   const addr = new Uint8Array(8);
+  const f = prefault(va, Math.min(len, MAX_PREFAULT), true);
+  if (f < 0) return f;
   return yield* withScratch(8, function* (ava) {
     const n = yield* syscall(SYS_recvfrom, h, va, len, ava, flags);
     if (n >= 0 && from !== undefined) {
