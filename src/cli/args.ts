@@ -3,7 +3,8 @@
  * and validation of one command's arguments, and the help text generated from the specs.
  *
  * Grammar (after the command words, which src/cli/main.ts resolves):
- *   --name value | --name=value   a flag that takes a value (string, integer, number, enum, list)
+ *   --name value | --name=value   a flag that takes a value (string, integer, number, enum, list,
+ *                                 size: bytes with an optional K/M/G/T suffix, `64M`)
  *   --name | --no-name            a boolean flag, set or cleared; booleans take no value
  *   -h -q                         the short forms of --help and --quiet (no bundling)
  *   --                            everything after it is a positional argument
@@ -72,13 +73,27 @@ export interface ListFlag extends FlagBase {
   readonly values?: readonly string[];
   readonly default?: readonly string[];
 }
-export type FlagSpec = BooleanFlag | StringFlag | IntegerFlag | NumberFlag | EnumFlag | ListFlag;
+/** A size in bytes: digits with an optional binary suffix K, M, G, T (`64M`, `1GiB`, `4096`). */
+export interface SizeFlag extends FlagBase {
+  readonly type: "size";
+  readonly default?: number;
+  readonly min?: number;
+  readonly max?: number;
+}
+export type FlagSpec =
+  | BooleanFlag
+  | StringFlag
+  | IntegerFlag
+  | NumberFlag
+  | EnumFlag
+  | ListFlag
+  | SizeFlag;
 export type FlagValue = boolean | string | number | readonly string[];
 
 /** The type a flag's value has in `run`. */
 type ValueOf<S extends FlagSpec> = S extends BooleanFlag
   ? boolean
-  : S extends IntegerFlag | NumberFlag
+  : S extends IntegerFlag | NumberFlag | SizeFlag
     ? number
     : S extends EnumFlag
       ? S["values"][number]
@@ -289,6 +304,36 @@ function checkPositionals(cmd: Command, args: readonly string[]): void {
   }
 }
 
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  "": 1,
+  k: 2 ** 10,
+  m: 2 ** 20,
+  g: 2 ** 30,
+  t: 2 ** 40,
+};
+
+/**
+ * A size: `4096`, `512K`, `64M`, `1G`, `2T` (binary multiples; `KiB`, `MB`, `k` are accepted
+ * too); NaN if it is not one.
+ */
+export function parseSize(raw: string): number {
+  const m = /^(\d+)\s*([kmgt]?)(?:i?b)?$/i.exec(raw.trim());
+  return m ? Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()] : Number.NaN;
+}
+
+/** A size as the help prints it: `64M`, `512K`, or bytes when no suffix divides it. */
+export function formatSize(bytes: number): string {
+  for (const [suffix, unit] of [
+    ["T", 2 ** 40],
+    ["G", 2 ** 30],
+    ["M", 2 ** 20],
+    ["K", 2 ** 10],
+  ] as const) {
+    if (bytes >= unit && bytes % unit === 0) return `${bytes / unit}${suffix}`;
+  }
+  return String(bytes);
+}
+
 /** Check and convert one raw value; throws a UsageError that names the flag. */
 export function decodeValue(spec: Exclude<FlagSpec, BooleanFlag>, raw: string): FlagValue {
   const bad = (): never => {
@@ -309,6 +354,11 @@ export function decodeValue(spec: Exclude<FlagSpec, BooleanFlag>, raw: string): 
     }
     case "enum":
       return spec.values.includes(raw) ? raw : bad();
+    case "size": {
+      const n = parseSize(raw);
+      if (!Number.isSafeInteger(n) || !inRange(spec, n)) bad();
+      return n;
+    }
     case "list": {
       const items = raw.split(",").map((s) => s.trim());
       if (items.some((s) => s === "" || (spec.values && !spec.values.includes(s)))) bad();
@@ -317,7 +367,7 @@ export function decodeValue(spec: Exclude<FlagSpec, BooleanFlag>, raw: string): 
   }
 }
 
-function inRange(spec: IntegerFlag | NumberFlag, n: number): boolean {
+function inRange(spec: IntegerFlag | NumberFlag | SizeFlag, n: number): boolean {
   return (spec.min === undefined || n >= spec.min) && (spec.max === undefined || n <= spec.max);
 }
 
@@ -338,6 +388,17 @@ export function expects(spec: Exclude<FlagSpec, BooleanFlag>): string {
     }
     case "enum":
       return `one of ${spec.values.join(", ")}`;
+    case "size": {
+      const range =
+        spec.min !== undefined && spec.max !== undefined
+          ? ` from ${formatSize(spec.min)} to ${formatSize(spec.max)}`
+          : spec.min !== undefined
+            ? ` >= ${formatSize(spec.min)}`
+            : spec.max !== undefined
+              ? ` <= ${formatSize(spec.max)}`
+              : "";
+      return `a size in bytes with an optional K, M, G or T suffix${range}`;
+    }
     case "list":
       return spec.values
         ? `a comma-separated list of ${spec.values.join(", ")}`
@@ -360,6 +421,8 @@ function flagUsage(spec: FlagSpec): string {
       return `--${spec.name} <${spec.placeholder ?? spec.values.join("|")}>`;
     case "list":
       return `--${spec.name} <${spec.placeholder ?? "a,b,..."}>`;
+    case "size":
+      return `--${spec.name} <${spec.placeholder ?? "size"}>`;
     case "string":
       return `--${spec.name} <${spec.placeholder ?? "value"}>`;
   }
@@ -373,7 +436,11 @@ function flagText(spec: FlagSpec): string {
   } else {
     if (spec.type !== "string") notes.push(expects(spec));
     if (spec.default !== undefined) {
-      const d = Array.isArray(spec.default) ? spec.default.join(",") : String(spec.default);
+      const d = Array.isArray(spec.default)
+        ? spec.default.join(",")
+        : spec.type === "size"
+          ? formatSize(spec.default as number)
+          : String(spec.default);
       notes.push(`default: ${d}`);
     }
   }

@@ -38,6 +38,7 @@ import {
 } from "./args.js";
 import { COMMANDS } from "./commands/index.js";
 import { packageInfo, version } from "./commands/version.js";
+import { FS_COMMANDS } from "./fs.js";
 import { type Io, Output, processIo } from "./output.js";
 
 const help = defineCommand({
@@ -67,7 +68,7 @@ const help = defineCommand({
 });
 
 /** Every command, sorted by name for the help listing. */
-const REGISTRY: readonly Command[] = [...COMMANDS, help].sort((a, b) =>
+const REGISTRY: readonly Command[] = [...COMMANDS, ...FS_COMMANDS, help].sort((a, b) =>
   a.name.localeCompare(b.name),
 );
 

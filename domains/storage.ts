@@ -1,0 +1,393 @@
+/**
+ * storage: the storage service domain (VirtuOS) — a worker thread that drives the machine's
+ * NVMe VF (src/drivers/nvme.ts) and runs the logged filesystem (src/fs) on its namespace, and
+ * serves the file calls of every process through the rings (domains/runtime.ts).
+ *
+ * Open files: the domain keeps one open-file description per handle (inode, generation,
+ * offset, access mode, owner pid and the owner's spawn serial); the process's descriptor table
+ * in shared memory maps fds to handles (src/libos/fd.ts). A handle is good only for the process
+ * that opened it; a process's handles are closed when it exits (the exit epoch).
+ *
+ * Durability: every call's changes join the filesystem's running transaction at once (later
+ * calls see them). fsync is *group-committed*: the fsyncs that arrive in one round are deferred,
+ * and at the end of the round one sync() makes all of them durable before any is answered
+ * (FlexSC batching applied to the log). A running transaction also commits on its own after
+ * {@link COMMIT_MS} of age, so work that is never fsynced is not held in memory forever.
+ *
+ * Decode, then invoke: each call checks its handle, access mode and user buffers first.
+ */
+
+import { EBADF, EINVAL, EIO, EISDIR, ENOTDIR, ESRCH } from "../src/abi/errno.js";
+import {
+  DIRENT_HEADER,
+  kA0,
+  kA1,
+  kA2,
+  kA3,
+  kNr,
+  kPid,
+  O_ACCMODE,
+  O_APPEND,
+  O_CREAT,
+  O_DIRECTORY,
+  O_EXCL,
+  O_RDONLY,
+  O_TRUNC,
+  O_WRONLY,
+  S_DIR,
+  S_FILE,
+  SEEK_CUR,
+  SEEK_END,
+  SEEK_SET,
+  STAT_BYTES,
+  SYS_close,
+  SYS_fstat,
+  SYS_fsync,
+  SYS_ftruncate,
+  SYS_fwrite,
+  SYS_lseek,
+  SYS_mkdir,
+  SYS_open,
+  SYS_pread,
+  SYS_pwrite,
+  SYS_read,
+  SYS_readdir,
+  SYS_rename,
+  SYS_rmdir,
+  SYS_stat,
+  SYS_sync,
+  SYS_unlink,
+} from "../src/abi/syscall.js";
+import { NvmeDriver } from "../src/drivers/nvme.js";
+import { FileSystem, type InodeStat } from "../src/fs/fs.js";
+import { kpRoot, PROC_WORDS } from "../src/hv/layout.js";
+import { Mmu, UserMemory } from "../src/hw/mmu.js";
+import { PhysicalMemory } from "../src/hw/physmem.js";
+import { DomainRuntime, PENDING, type Pending } from "./runtime.js";
+
+/** Largest transfer one read or write call moves; more is a short count, as POSIX allows. */
+const MAX_XFER = 1 << 20;
+/** Age at which a running transaction commits without anyone asking (ms). */
+const COMMIT_MS = 100;
+const PATH_MAX = 4096;
+
+interface OpenFile {
+  readonly pid: number;
+  readonly serial: number;
+  readonly ino: number;
+  readonly gen: number;
+  readonly flags: number;
+  readonly dir: boolean;
+  /** Byte offset; for a directory, the index of the next entry readdir returns. */
+  offset: number;
+}
+
+const rt = new DomainRuntime();
+const mem = new PhysicalMemory(rt.sab);
+const user = new UserMemory(mem, new Mmu(mem));
+const vf = rt.data.vf;
+if (vf === undefined) throw new Error("storage domain: no NVMe VF assigned");
+const dev = new NvmeDriver(mem, vf, { irqWord: rt.wakeWord });
+const fs = FileSystem.mount(dev);
+
+const files = new Map<number, OpenFile>();
+let nextHandle = 1;
+const io = new Uint8Array(MAX_XFER);
+const pathBuf = new Uint8Array(PATH_MAX);
+const statBuf = new Uint8Array(STAT_BYTES);
+const statView = new DataView(statBuf.buffer);
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+/** fsyncs of this round, answered after one group commit. */
+const syncs: Pending[] = [];
+let txnSince = 0; // when the running transaction got its first change (0: none)
+
+function rootOf(pid: number): number {
+  if (!rt.procs.running(pid)) return -ESRCH;
+  return rt.i32[rt.layout.procs / 4 + (pid - 1) * PROC_WORDS + kpRoot];
+}
+
+/** A path from the caller's memory, or -errno. */
+function readPath(pid: number, va: number, len: number): string | number {
+  if (len <= 0 || len > PATH_MAX) return -EINVAL;
+  const root = rootOf(pid);
+  if (root < 0) return root;
+  const r = user.copyin(root, va, pathBuf.subarray(0, len));
+  if (r < 0) return r;
+  const path = decoder.decode(pathBuf.subarray(0, len));
+  return path.startsWith("/") ? path : `/${path}`;
+}
+
+/** The open file behind a handle, if `pid` (this incarnation of it) owns it. */
+function fileOf(pid: number, h: number): OpenFile | undefined {
+  const f = files.get(h);
+  if (f === undefined || f.pid !== pid || f.serial !== rt.procs.serial(pid)) return undefined;
+  return f;
+}
+
+function changed(): void {
+  if (txnSince === 0) txnSince = performance.now();
+}
+
+/** Run a filesystem call, turning a device failure (IoError) into -EIO. */
+function guard(call: () => number): number {
+  try {
+    return call();
+  } catch (e) {
+    rt.log(`storage: ${e instanceof Error ? e.message : String(e)}`);
+    return -EIO;
+  }
+}
+
+function writeStat(pid: number, va: number, st: InodeStat): number {
+  statView.setUint32(0, st.ino, true);
+  statView.setUint32(4, st.type === "dir" ? S_DIR : S_FILE, true);
+  statView.setUint32(8, st.nlink, true);
+  statView.setUint32(12, st.blocks, true);
+  statView.setFloat64(16, st.size, true);
+  statView.setFloat64(24, st.mtimeMs, true);
+  statView.setFloat64(32, st.ctimeMs, true);
+  const root = rootOf(pid);
+  return root < 0 ? root : user.copyout(root, va, statBuf);
+}
+
+function open(pid: number, path: string, flags: number): number {
+  const acc = flags & O_ACCMODE;
+  if (acc === O_ACCMODE) return -EINVAL;
+  let ino = fs.lookup(path);
+  if (ino >= 0 && (flags & O_CREAT) !== 0 && (flags & O_EXCL) !== 0)
+    return fs.create(path, { mode: "file", exclusive: true });
+  if (ino < 0) {
+    if ((flags & O_CREAT) === 0) return ino;
+    ino = fs.create(path, { mode: "file", exclusive: (flags & O_EXCL) !== 0 });
+    if (ino < 0) return ino;
+    changed();
+  }
+  const st = fs.statIno(ino);
+  if (typeof st === "number") return st;
+  const dir = st.type === "dir";
+  if (dir && acc !== O_RDONLY) return -EISDIR;
+  if (!dir && (flags & O_DIRECTORY) !== 0) return -ENOTDIR;
+  if (!dir && (flags & O_TRUNC) !== 0 && acc !== O_RDONLY) {
+    const r = fs.truncate(ino, 0);
+    if (r < 0) return r;
+    changed();
+  }
+  const h = nextHandle;
+  nextHandle = (nextHandle % 0xfffffe) + 1;
+  fs.pin(ino);
+  files.set(h, { pid, serial: rt.procs.serial(pid), ino, gen: st.gen, flags, dir, offset: 0 });
+  return h;
+}
+
+function close(h: number): number {
+  const f = files.get(h);
+  if (f === undefined) return -EBADF;
+  files.delete(h);
+  fs.unpin(f.ino);
+  return 0;
+}
+
+/** Read from a file into the caller's memory at `va`: bytes read, or -errno. */
+function readAt(pid: number, f: OpenFile, va: number, len: number, off: number): number {
+  if (f.dir) return -EISDIR;
+  if ((f.flags & O_ACCMODE) === O_WRONLY) return -EBADF;
+  if (len < 0 || off < 0) return -EINVAL;
+  const n = Math.min(len, MAX_XFER);
+  const got = fs.read(f.ino, off, io.subarray(0, n), f.gen);
+  if (got <= 0) return got;
+  const root = rootOf(pid);
+  if (root < 0) return root;
+  const r = user.copyout(root, va, io.subarray(0, got));
+  return r < 0 ? r : got;
+}
+
+/** Write the caller's bytes at `va` into a file: bytes written, or -errno. */
+function writeAt(pid: number, f: OpenFile, va: number, len: number, off: number): number {
+  if ((f.flags & O_ACCMODE) === O_RDONLY) return -EBADF;
+  if (len < 0 || off < 0) return -EINVAL;
+  const n = Math.min(len, MAX_XFER);
+  const root = rootOf(pid);
+  if (root < 0) return root;
+  const r = user.copyin(root, va, io.subarray(0, n));
+  if (r < 0) return r;
+  const put = fs.write(f.ino, off, io.subarray(0, n), f.gen);
+  if (put > 0) changed();
+  return put;
+}
+
+/** Directory records from entry index f.offset into the caller's buffer: bytes, or -errno. */
+function readdir(pid: number, f: OpenFile, va: number, len: number): number {
+  if (!f.dir) return -ENOTDIR;
+  const entries = fs.readdirIno(f.ino, f.gen);
+  if (typeof entries === "number") return entries;
+  let at = 0;
+  const cap = Math.min(len, MAX_XFER);
+  for (; f.offset < entries.length; f.offset++) {
+    const e = entries[f.offset] as { name: string; ino: number; type: "file" | "dir" };
+    const name = encoder.encode(e.name).subarray(0, 255);
+    if (at + DIRENT_HEADER + name.length > cap) break;
+    io[at] = e.ino & 0xff;
+    io[at + 1] = (e.ino >>> 8) & 0xff;
+    io[at + 2] = (e.ino >>> 16) & 0xff;
+    io[at + 3] = (e.ino >>> 24) & 0xff;
+    io[at + 4] = e.type === "dir" ? S_DIR : S_FILE;
+    io[at + 5] = name.length;
+    io.set(name, at + DIRENT_HEADER);
+    at += DIRENT_HEADER + name.length;
+  }
+  if (at === 0 && f.offset < entries.length) return -EINVAL; // buffer too small for one record
+  const root = rootOf(pid);
+  if (root < 0) return root;
+  const r = user.copyout(root, va, io.subarray(0, at));
+  return r < 0 ? r : at;
+}
+
+function seek(f: OpenFile, off: number, whence: number): number {
+  let base: number;
+  if (whence === SEEK_SET) base = 0;
+  else if (whence === SEEK_CUR) base = f.offset;
+  else if (whence === SEEK_END) {
+    const st = fs.statIno(f.ino, f.gen);
+    if (typeof st === "number") return st;
+    base = st.size;
+  } else return -EINVAL;
+  const to = base + off;
+  if (to < 0 || to > 0x7fffffff) return -EINVAL;
+  f.offset = to;
+  return to;
+}
+
+/** A path call: decode the path, then run `op` on it. */
+function withPath(pid: number, va: number, len: number, op: (path: string) => number): number {
+  const path = readPath(pid, va, len);
+  return typeof path === "number" ? path : op(path);
+}
+
+function serve(w: Int32Array, at: number, core: number): number {
+  const nr = w[at + kNr];
+  const pid = w[at + kPid];
+  const a0 = w[at + kA0];
+  const a1 = w[at + kA1];
+  const a2 = w[at + kA2];
+  const a3 = w[at + kA3];
+  switch (nr) {
+    case SYS_open:
+      return withPath(pid, a0, a1, (p) => guard(() => open(pid, p, a2)));
+    case SYS_stat:
+      return withPath(pid, a0, a1, (p) =>
+        guard(() => {
+          const ino = fs.lookup(p);
+          if (ino < 0) return ino;
+          const st = fs.statIno(ino);
+          return typeof st === "number" ? st : writeStat(pid, a2, st);
+        }),
+      );
+    case SYS_unlink:
+      return withPath(pid, a0, a1, (p) => mutate(() => fs.unlink(p)));
+    case SYS_mkdir:
+      return withPath(pid, a0, a1, (p) => mutate(() => fs.mkdir(p)));
+    case SYS_rmdir:
+      return withPath(pid, a0, a1, (p) => mutate(() => fs.rmdir(p)));
+    case SYS_rename: {
+      const from = readPath(pid, a0, a1);
+      if (typeof from === "number") return from;
+      const to = readPath(pid, a2, a3);
+      if (typeof to === "number") return to;
+      return mutate(() => fs.rename(from, to));
+    }
+    case SYS_sync:
+      syncs.push(rt.defer(w, at, core));
+      return PENDING;
+  }
+  const f = fileOf(pid, a0);
+  if (f === undefined) return -EBADF;
+  switch (nr) {
+    case SYS_close:
+      return close(a0);
+    case SYS_read:
+      return guard(() => {
+        const n = readAt(pid, f, a1, a2, f.offset);
+        if (n > 0) f.offset += n;
+        return n;
+      });
+    case SYS_fwrite:
+      return guard(() => {
+        if ((f.flags & O_APPEND) !== 0) {
+          const st = fs.statIno(f.ino, f.gen);
+          if (typeof st === "number") return st;
+          f.offset = st.size;
+        }
+        const n = writeAt(pid, f, a1, a2, f.offset);
+        if (n > 0) f.offset += n;
+        return n;
+      });
+    case SYS_pread:
+      return guard(() => readAt(pid, f, a1, a2, a3));
+    case SYS_pwrite:
+      return guard(() => writeAt(pid, f, a1, a2, a3));
+    case SYS_lseek:
+      return f.dir ? -EISDIR : guard(() => seek(f, a1, a2));
+    case SYS_fstat:
+      return guard(() => {
+        const st = fs.statIno(f.ino, f.gen);
+        return typeof st === "number" ? st : writeStat(pid, a1, st);
+      });
+    case SYS_fsync:
+      syncs.push(rt.defer(w, at, core));
+      return PENDING;
+    case SYS_ftruncate:
+      if (f.dir) return -EISDIR;
+      if ((f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
+      return mutate(() => fs.truncate(f.ino, a1, f.gen));
+    case SYS_readdir:
+      return guard(() => readdir(pid, f, a1, a2));
+    default:
+      return -EINVAL;
+  }
+}
+
+/** A call that changes the tree: run it, and note the running transaction has work. */
+function mutate(op: () => number): number {
+  const r = guard(op);
+  if (r >= 0) changed();
+  return r;
+}
+
+/** One group commit for every fsync of the round, then answer them all. */
+function endRound(): void {
+  if (syncs.length > 0) {
+    const r = guard(() => {
+      fs.sync();
+      return 0;
+    });
+    txnSince = 0;
+    for (const p of syncs.splice(0)) rt.complete(p, r);
+    return;
+  }
+  if (txnSince !== 0 && performance.now() - txnSince >= COMMIT_MS) {
+    guard(() => {
+      fs.commit();
+      return 0;
+    });
+    txnSince = 0;
+  }
+}
+
+rt.run({
+  serve,
+  endRound,
+  nextDeadline: () =>
+    txnSince === 0
+      ? Number.POSITIVE_INFINITY
+      : Math.max(1, COMMIT_MS - (performance.now() - txnSince)),
+  processGone(pid) {
+    for (const [h, f] of files) if (f.pid === pid) close(h);
+  },
+  stop() {
+    guard(() => {
+      fs.unmount();
+      return 0;
+    });
+  },
+});
