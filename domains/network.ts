@@ -148,6 +148,12 @@ const udpPorts = new Map<number, Sock>();
 /** Device command token → the socket that waits for its answer. */
 const byToken = new Map<number, Sock>();
 const pollers: Poller[] = [];
+/**
+ * Sockets with sends waiting for transmit buffers. The buffers are the VF's, shared by every
+ * connection, so bytes sent on ANY connection may free room for these: each SENT event retries
+ * them all, in the order they started waiting.
+ */
+const blocked = new Set<Sock>();
 let nextHandle = 1;
 const io = new Uint8Array(MAX_XFER);
 const rec = new Uint8Array(8);
@@ -403,6 +409,7 @@ function closeSock(s: Sock): void {
     nic.udpClose(s.port);
   }
   s.state = "closed";
+  blocked.delete(s);
   for (const r of [...s.readers.splice(0), ...s.writers.splice(0)]) rt.complete(r.p, -EBADF);
   if (s.op !== null) rt.complete(s.op, -EBADF);
   s.op = null;
@@ -483,11 +490,13 @@ function onEvent(e: ToeEvent): void {
       wakeReaders(s);
       return;
     }
-    case "sent": {
-      const s = byConn.get(e.conn);
-      if (s !== undefined) wakeWriters(s);
+    case "sent":
+      for (const s of blocked) {
+        wakeWriters(s);
+        if (s.writers.length === 0) blocked.delete(s);
+        else break; // still no room: later sockets would find none either
+      }
       return;
-    }
     case "closed":
       return; // the answer to our own close: the socket is gone already
     case "frame":
@@ -619,6 +628,7 @@ function serve(w: Int32Array, at: number, core: number): number {
       const got = s.writers.length === 0 ? trySend(s, pid, a1, a2) : null;
       if (got !== null) return got;
       if ((a3 & MSG_DONTWAIT) !== 0) return -EAGAIN;
+      blocked.add(s);
       return wait(s.writers, a1, a2);
     }
     case SYS_shutdown:
