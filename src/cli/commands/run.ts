@@ -30,6 +30,20 @@ export function resolveProgram(given: string): string {
   );
 }
 
+/** "0,1" → [0, 1]; undefined → undefined. */
+function parseCores(list: string | undefined): number[] | undefined {
+  if (list === undefined || list === "") return undefined;
+  return list.split(",").map((t) => {
+    const n = Number(t.trim());
+    if (!Number.isInteger(n) || n < 0) {
+      throw new InvalidArgumentError(
+        `--bypass takes core numbers like 0,1; got ${JSON.stringify(list)}`,
+      );
+    }
+    return n;
+  });
+}
+
 export const run = defineCommand({
   name: "run",
   summary: "Boot a machine and run a program's main() as process 1; exit with its status",
@@ -79,6 +93,23 @@ export const run = defineCommand({
       type: "boolean",
       description: "print per-worker counters when the program ends",
     },
+    {
+      name: "disk",
+      type: "string",
+      description: "disk image (exocore mkfs) for the NVMe device: starts the storage domain",
+      placeholder: "image",
+    },
+    {
+      name: "net",
+      type: "boolean",
+      description: "give the machine a NIC: starts the network domain (TCP/UDP on 127.0.0.1)",
+    },
+    {
+      name: "bypass",
+      type: "string",
+      description: "comma-separated cores that get a NIC VF of their own (XOS kernel bypass)",
+      placeholder: "cores",
+    },
   ],
   async run(ctx) {
     const [program, ...args] = ctx.args;
@@ -90,6 +121,9 @@ export const run = defineCommand({
       channel: ctx.flags.channel,
       policy: ctx.flags.policy as "fifo" | "rr" | "priority",
       memoryMiB: ctx.flags.memory,
+      disk: ctx.flags.disk,
+      network: ctx.flags.net === true,
+      bypassCores: parseCores(ctx.flags.bypass),
       stdout: (s) => process.stdout.write(s),
       stderr: (s) => process.stderr.write(s),
       onEvent: (e) => process.stderr.write(`exocore: ${describeEvent(e)}\n`),
