@@ -2191,7 +2191,22 @@ export class KvEngine {
     const store = this.store;
     store.lock();
     try {
+      this.drainedSeq = store.aofSeq();
       return store.aofDrain(out);
+    } finally {
+      store.unlock();
+    }
+  }
+
+  /** The AOF sequence number of the last record the last drainAof took on this engine. */
+  drainedSeq = 0;
+
+  /** The AOF sequence number of the last record appended by any core (its durability mark). */
+  aofSeq(): number {
+    const store = this.store;
+    store.lock();
+    try {
+      return store.aofSeq();
     } finally {
       store.unlock();
     }

@@ -107,6 +107,8 @@ const R_CLIENT_ID = 156;
 const R_DIRTY = 160;
 const R_CREATED_HI = 164;
 const R_CREATED_LO = 168;
+/** Records appended to the AOF log since the store was made (monotonic, wraps at 2^32). */
+const R_AOF_SEQ = 172;
 
 // key entry
 const K_TYPE = 12;
@@ -936,7 +938,13 @@ export class KvStore implements DictHeap {
       done += k;
     }
     this.#bump(R_AOF_BYTES, n);
+    this.#bump(R_AOF_SEQ, 1);
     return true;
+  }
+
+  /** The sequence number of the last record appended (compare with wrapping subtraction). */
+  aofSeq(): number {
+    return this.mem.load32(this.root + R_AOF_SEQ);
   }
 
   /** Move every pending log byte into `out` (in order) and free the chunks; returns the bytes moved. */
