@@ -229,6 +229,55 @@ test("socket errors come back as errno and the domain keeps serving", async () =
   }
 });
 
+const fixture = (name: string) =>
+  fileURLToPath(new URL(`./fixtures/programs/${name}.js`, import.meta.url));
+
+test("poll waits on a listener and many connections in one green thread", async () => {
+  const r = await start(fixture("pollecho"), ["5"]);
+  try {
+    const data = Array.from({ length: 5 }, (_, i) => Buffer.from(`poll client ${i} `.repeat(50)));
+    const got = await Promise.all(data.map((d) => echoOnce(r.port, d)));
+    got.forEach((g, i) => assert.deepEqual(g, data[i]));
+    assert.equal(await r.status, 0);
+    assert.match(r.out(), /served 5 connections in \d+ poll rounds/);
+  } finally {
+    await r.m.shutdown();
+  }
+});
+
+test("a program connects out to a host server; a closed port gives ECONNREFUSED", async () => {
+  const server = net.createServer((c) => {
+    let got = "";
+    c.on("data", (d) => {
+      got += d;
+    });
+    c.on("end", () => c.end(`you said: ${got}`));
+  });
+  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
+  const port = (server.address() as net.AddressInfo).port;
+  const closed = net.createServer();
+  await new Promise<void>((res) => closed.listen(0, "127.0.0.1", res));
+  const dead = (closed.address() as net.AddressInfo).port;
+  await new Promise<void>((res) => closed.close(() => res()));
+  let out = "";
+  const m = await boot({
+    cores: 2,
+    memoryMiB: 16,
+    network: true,
+    stdout: (s) => {
+      out += s;
+    },
+  });
+  try {
+    assert.equal(await m.run(fixture("connect"), [String(port), String(dead)]), 0);
+    assert.match(out, /refused: -111\n/);
+    assert.match(out, /got: you said: hello from inside\n/);
+  } finally {
+    await m.shutdown();
+    server.close();
+  }
+});
+
 async function has(cmd: string): Promise<boolean> {
   return new Promise((resolve) => {
     const p = spawn("sh", ["-c", `command -v ${cmd}`]);
