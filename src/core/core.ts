@@ -646,6 +646,8 @@ const hasWork = () =>
   Atomics.load(i32, machineState) !== MACHINE_RUNNING;
 
 let turns = 0;
+/** A burst of rounds ends when a round submitted calls (publish them now) or answers came in. */
+const endBurst = (): boolean => touched !== 0 || ready.hasEntries();
 function turn(): void {
   takeCompletions();
   wakeNicWaiters();
@@ -657,10 +659,7 @@ function turn(): void {
   if (sched.runnable < 2) takeSpawns();
   // Several rounds per turn while threads only compute and yield (a round ticks the sleepers
   // itself); the first round that submits calls ends the burst so they are published at once.
-  for (let k = 0; k < 16; k++) {
-    sched.runRound();
-    if (touched !== 0 || sched.idle() || ready.hasEntries()) break;
-  }
+  sched.runRounds(16, endBurst);
   publishTouched();
   i32[st + kwHeartbeat]++;
   i32[st + kwRounds]++;

@@ -13,17 +13,20 @@
  *                 a switch allocates nothing beyond the iterator result V8 makes for any resume.
  *   resume        one `gen.next(t.resumeValue)`: the context switch. The value passed in is the
  *                 syscall's return, a primitive's wake value, or 0.
- *   round         one call of runRound(): pick and resume runnable threads until the policy has
- *                 none left; a thread runs at most once per round unless the policy says
- *                 "continue" (round robin inside its slice). The core publishes the syscalls a
- *                 round staged as one batch (FlexSC), so a round is also the unit of batching.
+ *   round         pick and resume runnable threads until the policy has none left; a thread runs
+ *                 at most once per round unless the policy says "continue" (round robin inside
+ *                 its slice). The core publishes the syscalls a round staged as one batch
+ *                 (FlexSC), so a round is also the unit of batching.
+ *   burst         one call of runRounds() (or runRound(), a burst of one): rounds back to back,
+ *                 and the span of the accounting (see Bursts below).
  *   policy        who runs next (src/core/policy.ts); the scheduler owns everything else.
  *
  * States (Thread.state) and who moves a thread into each:
  *   runnable  scheduler: spawn, complete(), wake(), tick(), or a requeued Y_YIELD. The thread is
  *             in the policy (queued = Q_POLICY), or, if it already ran this round, in the round's
  *             deferred queue (Q_DEFERRED) which is handed to the policy when the round ends.
- *   running   scheduler, in runRound, for the length of one resume; `current` is the thread.
+ *   running   scheduler, in a burst, for the length of one resume; `current` is the thread (and
+ *             stays so until the scheduler next calls code outside itself and its policy).
  *   syscall   scheduler, on Y_SYSCALL, just before it calls options.submit(t); left only by
  *             complete(t, ret), which the core calls when the reply reaches its ready queue.
  *   blocked   scheduler, on Y_BLOCK; the primitive that queued the thread owns it until it
@@ -42,24 +45,58 @@
  * A killed thread's `finally` blocks do not run (as with a killed process); its generator is
  * dropped. This keeps kill synchronous and free of re-entrant user code.
  *
- * Accounting. The clock is read at the start of a round and then once per *window* of resumes:
- * the time since the last read is split equally among the window's resumes (chained reads: the
- * scheduler's own few nanoseconds between resumes are charged to the next thread).
+ * Bursts. runRounds(n, stop) runs up to n rounds back to back (the core runs several rounds a
+ * turn while its threads only compute and yield, and ends the burst at the first round that
+ * staged syscalls, so they are published at once). runRound() is a burst of one round. A burst
+ * is the accounting span: the time between two bursts (the core polling, publishing, parked) is
+ * charged to nobody, everything from a burst's start to its last clock read to some resume.
+ *
+ * Accounting. The clock is read when a burst starts and then once per *window* of resumes: the
+ * time since the last read is split equally among the window's resumes (chained reads: the
+ * scheduler's own time between resumes, and between the rounds of a burst, is charged to the
+ * next window). A window stays open across the rounds of a burst and is closed when the burst
+ * ends, before a thread exits, and when it holds `sampleEvery` resumes.
  *   precise  a window of 1: one clock read per resume, exact run time per resume.
- *   sampled  a window of `sampleEvery` resumes (and the end of the round); the default.
- * Measured on this machine (Node 20.20, 2 vCPUs; 1,000 threads each yielding Y_YIELD 2,000
- * times under FifoPolicy, a throwaway script, best/typical of 6 runs):
- *     bare `gen.next(0)` over the same 1,000 generators    13–16 ns per resume
- *     Scheduler, sampled accounting (window 32)             35–45 ns
- *     Scheduler, precise accounting                         67–76 ns
- *     Scheduler, RoundRobinPolicy "continue" (no pick)      21–30 ns
- *     one performance.now()                                 ≈ 38 ns
- * Precise costs ≈ 5× a bare resume (sampled ≈ 2.7×: pick, the deferred queue and the state
- * writes), more than the 2× we allow, so sampled is the default.
- * Long runs. A resume longer than `longRunMs` is reported through onLongRun. Under sampled
- * accounting a window longer than longRunMs is reported at once if it held one resume; if it held
- * several, the scheduler cannot tell whose it was, so it drops to windows of 1 (precise) for the
- * next few rounds, which names the thread at its next long run.
+ *   sampled  a window of `sampleEvery` resumes (or less at the end of a burst); the default.
+ * Error bound (sampled). Totals are exact: each of a window's k resumes gets W/k of its W ms.
+ * A thread with c resumes in a window is charged cW/k: off by at most (k - c)W/k (it ran all of
+ * W) or cW/k (it ran none of it), so never by more than W, and a window longer than longRunMs
+ * switches to precise windows; threads of similar slices cancel out. maxSliceNs is the largest
+ * share, which is the largest resume only when its window held one resume; the `ranMs` a policy
+ * sees in afterYield is the last window's share.
+ * Sleepers. A burst's first round wakes the due sleepers; a later round reads the clock for them
+ * only if one may be due, judged from the last read plus the open window's resumes at the last
+ * window's rate, so a sleeper is woken at most one window late.
+ * Long runs. A resume longer than `longRunMs` is reported through onLongRun. A window longer than
+ * longRunMs is reported at once if it held one resume; if it held several, the scheduler cannot
+ * tell whose it was, so it drops to windows of 1 (precise) for the next few rounds, which names
+ * the thread at its next long run (in a burst, usually the same burst).
+ *
+ * Cost (issue 3: a switch close to a bare generator resume). Measured with bench/switch.ts on
+ * this machine (Node 20.20, 2 vCPUs shared with other work; one thread; every thread is
+ * `for (;;) yield Y_YIELD`; instructions per switch under callgrind, steady state; ns from
+ * tinybench; × bare = the same over a bare `gen.next(0)` loop on the same generators):
+ *                                            before (16 runRound)        now (runRounds(16))
+ *     2 threads, FIFO, sampled               1186 instr  63 ns  5.6×     659 instr  31 ns  2.7×
+ *     1,000 threads, FIFO, sampled            696 instr  34 ns  2.8×     564 instr  26 ns  2.1×
+ *     1,000 threads of 8 generator functions  774 instr  34 ns  2.3×     570 instr  26 ns  1.8×
+ *     1,000 threads, FIFO, precise           1072 instr  65 ns  5.4×     788 instr  58 ns  4.7×
+ *     bare resume                             270–360 instr, 11–15 ns
+ * Where the time went, and what was done about it:
+ *   - the clock: one read is ≈ 150 instructions and 25–30 ns here (performance.now through the
+ *     `performance` global was ≈ 360: the global is a lazy accessor; it is now read once). A
+ *     round used to read it twice, so a round of 2 threads paid a read per switch; a burst
+ *     reads it twice in all plus once per sampleEvery resumes;
+ *   - the resume: `gen.next` looked up `next` on generators whose map differs per generator
+ *     function (megamorphic on a real core); the built-in is now called directly;
+ *   - the hot path (#run) was too big for V8 to inline into the round loop: cold exits moved
+ *     out (#left, #threw); the deferred queue is a plain array emptied whole, not a ring;
+ *     exported constants read from module cells with TDZ checks were replaced by local twins;
+ *     `current` is cleared only before code outside the scheduler runs, not after every resume;
+ *     no per-switch resume counter (stats().resumes is the sum of Thread.switches).
+ * What is left per switch: the policy's pick and enqueue, the window entry and its share, and
+ * V8's own costs: the generator resume, map checks, Smi tagging, and a write barrier on each
+ * object stored (state, current, window, deferred list).
  *
  * Rejected:
  *   - async functions / promises as green threads: every switch goes through the microtask
@@ -73,6 +110,16 @@
  *     a round that never ends would starve the core's completion polling and batch publishing.
  *   - running `finally` blocks on kill via gen.return(): user code would run inside kill(),
  *     could yield or throw there, and kill of the running thread could not be done at all.
+ *   - an accounting window left open from one runRound() call to the next: the time between
+ *     calls (the core publishing, polling, parked) would be charged to the threads and reported
+ *     as long runs. A burst makes the span explicit instead.
+ *   - a cheaper clock: Date.now() costs as much and counts whole ms; process.hrtime() and
+ *     hrtime.bigint() allocate. Reading less often is what helps.
+ *   - Thread.state as a small integer: two write barriers less per switch (≈ 3% of the
+ *     instructions), but the primitives, the core and the tests read it as a string.
+ *   - FIFO without the deferred list (requeue at once, end the round at the first thread that
+ *     already ran): a thread woken behind it would wait a round, and under priorities a
+ *     yielding high-priority thread would end every round before the lower levels ran.
  */
 
 import { EDEADLK, EINVAL } from "../abi/errno.js";
@@ -83,18 +130,29 @@ import {
   InvalidArgumentError,
   PanicError,
 } from "../errors.js";
-import { type Policy, RingQueue } from "./policy.js";
+import type { Policy } from "./policy.js";
 
 // ---- tokens: what a green thread yields ------------------------------------------------------
+// Each token and queue mark is declared twice: the exported name is the API, and the scheduler's
+// own code reads the module-local twin, which V8 folds to a constant; an exported `const` is
+// read from its module cell with a TDZ check at every use, several times per switch.
+
+const YIELD = 0;
+const SYSCALL = 1;
+const BLOCK = 2;
+const SLEEP = 3;
+const QNONE = 0;
+const QPOLICY = 1;
+const QDEFERRED = 2;
 
 /** Give up the rest of my slice; resume value 0. */
-export const Y_YIELD = 0;
+export const Y_YIELD = YIELD;
 /** I staged a syscall in my Thread (nr, a0..a5): block until complete(t, ret); resume with ret. */
-export const Y_SYSCALL = 1;
+export const Y_SYSCALL = SYSCALL;
 /** A local primitive queued me; it will call wake(t, value); resume with value. */
-export const Y_BLOCK = 2;
+export const Y_BLOCK = BLOCK;
 /** Sleep until t.wakeAt (scheduler clock, ms); resume with 0. */
-export const Y_SLEEP = 3;
+export const Y_SLEEP = SLEEP;
 
 /** The body of a green thread: yields tokens, receives return/wake values, returns its status. */
 export type ThreadBody = Generator<number, number, number>;
@@ -102,9 +160,9 @@ export type ThreadBody = Generator<number, number, number>;
 export type ThreadState = "runnable" | "running" | "syscall" | "blocked" | "sleeping" | "exited";
 
 /** Where a runnable thread sits (Thread.queued). */
-export const Q_NONE = 0;
-export const Q_POLICY = 1;
-export const Q_DEFERRED = 2;
+export const Q_NONE = QNONE;
+export const Q_POLICY = QPOLICY;
+export const Q_DEFERRED = QDEFERRED;
 
 /**
  * Something a thread can hold that must be released if the thread dies holding it (a Mutex).
@@ -138,7 +196,7 @@ export class Thread {
   affinity: number;
   /** See the state table at the top of this file. Written by the scheduler only. */
   state: ThreadState = "runnable";
-  /** The body. */
+  /** The body (a hand-written iterator is wrapped at spawn in a generator that delegates to it). */
   gen: ThreadBody;
   /** Value passed to the next gen.next(): syscall return, wake value, or 0. Scheduler. */
   resumeValue = 0;
@@ -182,7 +240,7 @@ export class Thread {
 
   // Scheduler and policy internals.
   /** Q_NONE / Q_POLICY / Q_DEFERRED while runnable. Scheduler. */
-  queued = Q_NONE;
+  queued = QNONE;
   /** Round of the last resume (a thread runs once per round). Scheduler. */
   ranRound = 0;
   /** Index in the sleep heap, -1 when not sleeping. Scheduler. */
@@ -282,6 +340,28 @@ export interface SchedulerStats {
 const SUSPECT_ROUNDS = 4;
 const ACCOUNTING = ["precise", "sampled"] as const;
 
+/**
+ * %GeneratorPrototype%.next, the built-in every generator object inherits. `gen.next(v)` must
+ * first look `next` up on the generator, whose map differs for every generator function: on a
+ * core running many programs that lookup is megamorphic (a stub-cache probe per switch).
+ * Calling the built-in itself skips it; V8 turns `resumeNative.call(gen, v)` into a direct call.
+ * A body whose `next` is not this built-in (a hand-written iterator) is wrapped at spawn in a
+ * generator that delegates to it with `yield*`, so every Thread.gen can be resumed this way.
+ */
+const resumeNative = (Object.getPrototypeOf(function* () {}) as { prototype: ThreadBody }).prototype
+  .next as (this: ThreadBody, value: number) => IteratorResult<number, number>;
+
+function* delegate(body: ThreadBody): ThreadBody {
+  return yield* body;
+}
+
+/**
+ * The default clock. `performance` is read once here: on Node the global is a lazy accessor
+ * whose every read costs a global IC miss and a hasOwnProperty (≈ 200 instructions).
+ */
+const perf = performance;
+const defaultClock = (): number => perf.now();
+
 /** The scheduler whose round is running right now (primitives find their scheduler here). */
 let active: Scheduler | null = null;
 
@@ -317,8 +397,13 @@ export class Scheduler {
   #current: Thread | null = null;
   #inRound = false;
   #round = 0;
-  /** Threads that ran this round and were made runnable again: back to the policy at round end. */
-  readonly #deferred = new RingQueue<Thread>(64);
+  /**
+   * Threads that ran this round and were made runnable again, in order: back to the policy at
+   * round end. A plain array and a count (slots past the count are null): cheaper than a ring,
+   * since it is always emptied whole.
+   */
+  #deferred: (Thread | null)[] = new Array<Thread | null>(64).fill(null);
+  #nDeferred = 0;
   readonly #live = new Map<number, Thread>();
   #nextTid = 1;
   #nextReq = 1;
@@ -329,6 +414,9 @@ export class Scheduler {
 
   // Accounting window.
   readonly #sampleEvery: number;
+  /** Resumes per window by the accounting setting: 1 (precise) or sampleEvery. */
+  readonly #baseWin: number;
+  /** Resumes per window now: #baseWin, or 1 for SUSPECT_ROUNDS rounds after a long window. */
   #winSize: number;
   readonly #win: (Thread | null)[];
   #k = 0;
@@ -340,7 +428,6 @@ export class Scheduler {
 
   // Totals.
   #rounds = 0;
-  #resumes = 0;
   #spawned = 0;
   #exited = 0;
   #retiredRunNs = 0;
@@ -361,7 +448,7 @@ export class Scheduler {
     }
     this.#policy = policy;
     this.#submit = submit;
-    this.#clock = options.now ?? (() => performance.now());
+    this.#clock = options.now ?? defaultClock;
     const longRunMs = options.longRunMs ?? 50;
     if (typeof longRunMs !== "number" || !(longRunMs > 0)) {
       throw new InvalidArgumentError(
@@ -374,7 +461,8 @@ export class Scheduler {
     this.coreId = checkInteger("coreId", options.coreId ?? 0, 0, 0xffff);
     this.accounting = checkOneOf("accounting", options.accounting ?? "sampled", ACCOUNTING);
     this.#sampleEvery = checkInteger("sampleEvery", options.sampleEvery ?? 32, 1, 1 << 16);
-    this.#winSize = this.accounting === "precise" ? 1 : this.#sampleEvery;
+    this.#baseWin = this.accounting === "precise" ? 1 : this.#sampleEvery;
+    this.#winSize = this.#baseWin;
     this.#win = new Array<Thread | null>(this.#sampleEvery).fill(null);
     this.#allocTid = options.allocTid ?? (() => this.#nextTid++);
   }
@@ -390,7 +478,7 @@ export class Scheduler {
 
   /** Runnable threads (in the policy, plus those deferred to the end of the running round). */
   get runnable(): number {
-    return this.#policy.size + this.#deferred.size;
+    return this.#policy.size + this.#nDeferred;
   }
 
   /** Threads not exited. */
@@ -405,7 +493,7 @@ export class Scheduler {
 
   /** Nothing is runnable (the core may park until a completion or nextWakeAt()). */
   idle(): boolean {
-    return this.#policy.size + this.#deferred.size === 0;
+    return this.#policy.size + this.#nDeferred === 0;
   }
 
   /** The scheduler's clock, ms. */
@@ -430,10 +518,11 @@ export class Scheduler {
 
   /** Create a runnable green thread. `body` is a generator or a function that returns one. */
   spawn(body: ThreadBody | (() => ThreadBody), opts: SpawnOptions = {}): Thread {
-    const gen = typeof body === "function" ? body() : body;
-    if (gen == null || typeof (gen as ThreadBody).next !== "function") {
+    const made = typeof body === "function" ? body() : body;
+    if (made == null || typeof (made as ThreadBody).next !== "function") {
       throw new InvalidArgumentError("spawn: body must be a generator or a generator function");
     }
+    const gen = made.next === resumeNative ? made : delegate(made);
     const tid = opts.tid ?? this.#allocTid();
     if (this.#live.has(tid)) throw new InvalidArgumentError(`spawn: tid ${tid} is already live`);
     const t = new Thread(
@@ -454,8 +543,26 @@ export class Scheduler {
   /**
    * One scheduling round: tick the sleepers, then pick and resume runnable threads until the
    * policy holds none that has not run this round. Returns the number of resumes.
+   * The same as runRounds(1): the clock is read when the round starts and when it ends.
    */
   runRound(): number {
+    return this.runRounds(1);
+  }
+
+  /**
+   * A burst: up to `maxRounds` rounds back to back, stopping early when nothing is runnable or
+   * when `stop()` (asked after each round but the last) returns true. One accounting window is
+   * held open across the burst, so the clock is read when it starts, every `sampleEvery`
+   * resumes, and when it ends, however short its rounds are; the time between its rounds (the
+   * hand-back of the round's yielders, `stop()`) is charged to the threads like the scheduler's
+   * own time between resumes. Time between bursts is charged to nobody. Returns the resumes.
+   */
+  runRounds(maxRounds: number, stop?: () => boolean): number {
+    if (!Number.isInteger(maxRounds) || maxRounds < 1) {
+      throw new InvalidArgumentError(
+        `runRounds: maxRounds must be an integer ≥ 1, got ${String(maxRounds)}`,
+      );
+    }
     if (this.#inRound) {
       throw new GreenThreadError(
         "EXO_ERR_SCHED_REENTRY",
@@ -466,49 +573,131 @@ export class Scheduler {
     this.#inRound = true;
     const prev = active;
     active = this;
-    const round = ++this.#round;
-    this.#rounds++;
-    if (this.accounting === "sampled" && round >= this.#suspectUntil) {
-      this.#winSize = this.#sampleEvery;
-    }
-    const start = this.#clock();
-    this.#last = start;
-    if (this.#heap.length > 0) this.#tickAt(start);
     let resumes = 0;
-    // setPolicy() during the round empties this one, which ends the round; the deferred
-    // threads then go to the new policy.
-    const policy = this.#policy;
     try {
-      for (;;) {
-        const t = policy.pick();
-        if (t === null) break;
-        if (t.ranRound === round) {
-          t.queued = Q_DEFERRED;
-          this.#deferred.push(t);
-          continue;
-        }
-        t.queued = Q_NONE;
-        t.ranRound = round;
-        resumes += this.#run(t);
+      this.#beginBurst();
+      for (let i = 1; ; i++) {
+        resumes += this.#runOneRound();
+        if (i >= maxRounds || this.#policy.size === 0) break;
+        if (stop?.() === true) break;
+        this.#roundStart();
       }
     } finally {
-      // Also when a callback (submit, onExit, onLongRun) or a panic ends the round early: the
-      // deferred threads must not be stranded outside the policy.
+      // Also when a callback (submit, onExit, onLongRun, stop) or a panic ends the burst early:
+      // the deferred threads must not be stranded outside the policy, nor the window left open.
       this.#current = null;
       active = prev;
       this.#inRound = false;
-      this.#resumes += resumes;
-      if (this.#k > 0) this.#closeWindow();
-      const d = this.#deferred;
-      for (let t = d.shift(); t !== undefined; t = d.shift()) {
-        t.queued = Q_POLICY;
-        this.#policy.enqueue(t);
-      }
+      if (this.#nDeferred > 0) this.#handBack();
+      if (this.#k > 0) this.#closeWindow(this.#clock());
     }
     return resumes;
   }
 
-  /** Resume `t` until it leaves the core; returns the number of resumes (> 1 on "continue"). */
+  /** First round of a burst: open the window (one clock read) and wake the due sleepers. */
+  #beginBurst(): void {
+    this.#nextRound();
+    const now = this.#clock();
+    this.#last = now;
+    if (this.#heap.length > 0) this.#tickAt(now);
+  }
+
+  /**
+   * A later round of a burst. The clock is read only if a sleeper may be due: its wakeAt is at
+   * or before the clock estimated from the last read plus the open window's resumes at the last
+   * window's rate. The read closes the open window (it is a window boundary like any other).
+   */
+  #roundStart(): void {
+    this.#nextRound();
+    const h = this.#heap;
+    if (h.length === 0 || h[0].wakeAt > this.#last + this.#k * this.#estMs) return;
+    const now = this.#clock();
+    if (this.#k > 0) this.#closeWindow(now);
+    else this.#last = now;
+    this.#tickAt(now);
+  }
+
+  #nextRound(): void {
+    this.#round++;
+    this.#rounds++;
+    if (this.#winSize !== this.#baseWin && this.#round >= this.#suspectUntil) {
+      this.#winSize = this.#baseWin;
+    }
+  }
+
+  /** Pick and resume until the policy has nobody left who has not run in this round; resumes. */
+  #runOneRound(): number {
+    const round = this.#round;
+    // setPolicy() during the round empties this one, which ends the round; the deferred
+    // threads then go to the new policy.
+    const policy = this.#policy;
+    let n = 0;
+    for (let t = policy.pick(); t !== null; t = policy.pick()) {
+      if (t.ranRound === round) {
+        this.#defer(t);
+        continue;
+      }
+      t.queued = QNONE;
+      t.ranRound = round;
+      n += this.#run(t);
+    }
+    this.#current = null;
+    if (this.#nDeferred > 0) this.#handBack();
+    return n;
+  }
+
+  /** `t` ran this round and is runnable again: it waits for the round's end. */
+  #defer(t: Thread): void {
+    t.state = "runnable";
+    t.queued = QDEFERRED;
+    const d = this.#deferred;
+    const n = this.#nDeferred;
+    if (n === d.length) d.push(t);
+    else d[n] = t;
+    this.#nDeferred = n + 1;
+  }
+
+  /** Round end: the threads that ran and stayed runnable go back to the policy, in order. */
+  #handBack(): void {
+    const d = this.#deferred;
+    const n = this.#nDeferred;
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const t = d[i] as Thread;
+        d[i] = null;
+        t.queued = QPOLICY;
+        this.#policy.enqueue(t);
+      }
+    } finally {
+      // A policy whose enqueue threw: keep the threads not handed back yet, in order.
+      let k = 0;
+      for (let j = i + 1; j < n; j++) {
+        d[k++] = d[j];
+        d[j] = null;
+      }
+      this.#nDeferred = k;
+    }
+  }
+
+  /** Take a killed thread out of the deferred list, keeping the order of the rest. O(n). */
+  #undefer(t: Thread): void {
+    const d = this.#deferred;
+    const n = this.#nDeferred;
+    const i = d.indexOf(t);
+    if (i < 0 || i >= n) return;
+    for (let j = i; j < n - 1; j++) d[j] = d[j + 1];
+    d[n - 1] = null;
+    this.#nDeferred = n - 1;
+  }
+
+  /**
+   * Resume `t` until it leaves the core (more than once when the policy says "continue"). The
+   * hot path: a Y_YIELD that is requeued costs one resume, the window entry and the deferral.
+   * `#current` is left pointing at `t` after the resume: it is cleared before anything that can
+   * run code outside the scheduler and its policy (#left, onLongRun, the round's end). Returns
+   * the number of resumes.
+   */
   #run(t: Thread): number {
     let n = 0;
     for (;;) {
@@ -516,76 +705,82 @@ export class Scheduler {
       this.#current = t;
       let r: IteratorResult<number, number>;
       try {
-        r = t.gen.next(t.resumeValue);
+        r = resumeNative.call(t.gen, t.resumeValue);
       } catch (err) {
-        this.#current = null;
-        this.#account(t);
-        if (this.#k > 0) this.#closeWindow();
-        this.#die(t, err);
+        this.#threw(t, err);
         return n + 1;
       }
-      this.#current = null;
       n++;
-      const ranMs = this.#account(t);
-      if (t.killPending) {
-        if (this.#k > 0) this.#closeWindow();
-        this.#retire(t, t.status, t.error);
+      t.switches++;
+      const k = this.#k;
+      this.#win[k] = t;
+      this.#k = k + 1;
+      if (k + 1 >= this.#winSize) this.#closeWindow(this.#clock());
+      if (r.done === true || r.value !== YIELD || t.killPending) {
+        this.#left(t, r);
         return n;
       }
-      if (r.done === true) {
-        if (this.#k > 0) this.#closeWindow();
-        this.#retire(t, typeof r.value === "number" ? r.value : 0, undefined);
+      t.resumeValue = 0;
+      if (this.#policy.afterYield(t, this.#estMs) !== "continue") {
+        this.#defer(t);
         return n;
-      }
-      switch (r.value) {
-        case Y_YIELD:
-          t.resumeValue = 0;
-          if (this.#policy.afterYield(t, ranMs) === "continue") continue;
-          t.state = "runnable";
-          t.queued = Q_DEFERRED;
-          this.#deferred.push(t);
-          return n;
-        case Y_SYSCALL:
-          t.state = "syscall";
-          t.syscalls++;
-          t.reqId = this.#nextReq;
-          this.#nextReq = (this.#nextReq + 1) & 0x7fffffff || 1;
-          this.#submit(t);
-          return n;
-        case Y_BLOCK:
-          t.state = "blocked";
-          return n;
-        case Y_SLEEP:
-          t.state = "sleeping";
-          this.#heapPush(t);
-          return n;
-        default:
-          if (this.#k > 0) this.#closeWindow();
-          this.#die(
-            t,
-            new GreenThreadError(
-              "EXO_ERR_BAD_TOKEN",
-              `thread ${t.tid} (${t.name}) yielded ${String(r.value)}, not a scheduler token ` +
-                "(Y_YIELD, Y_SYSCALL, Y_BLOCK, Y_SLEEP): use the stubs with yield*",
-              EINVAL,
-            ),
-          );
-          return n;
       }
     }
   }
 
-  /** Put `t` in the accounting window; returns the run time to charge this resume, ms. */
-  #account(t: Thread): number {
+  /** The body threw out of its resume: account the resume, then the thread dies alone. */
+  #threw(t: Thread, err: unknown): void {
+    this.#current = null;
     t.switches++;
     this.#win[this.#k++] = t;
-    if (this.#k >= this.#winSize) return this.#closeWindow();
-    return this.#estMs;
+    this.#closeWindow(this.#clock());
+    this.#die(t, err);
   }
 
-  /** Read the clock and share the time since the last read among the window's resumes. */
-  #closeWindow(): number {
-    const now = this.#clock();
+  /** `t` left the core other than by a plain Y_YIELD: killed, returned, blocked or misbehaved. */
+  #left(t: Thread, r: IteratorResult<number, number>): void {
+    this.#current = null;
+    if (t.killPending) {
+      if (this.#k > 0) this.#closeWindow(this.#clock());
+      this.#retire(t, t.status, t.error);
+      return;
+    }
+    if (r.done === true) {
+      if (this.#k > 0) this.#closeWindow(this.#clock());
+      this.#retire(t, typeof r.value === "number" ? r.value : 0, undefined);
+      return;
+    }
+    switch (r.value) {
+      case SYSCALL:
+        t.state = "syscall";
+        t.syscalls++;
+        t.reqId = this.#nextReq;
+        this.#nextReq = (this.#nextReq + 1) & 0x7fffffff || 1;
+        this.#submit(t);
+        return;
+      case BLOCK:
+        t.state = "blocked";
+        return;
+      case SLEEP:
+        t.state = "sleeping";
+        this.#heapPush(t);
+        return;
+      default:
+        if (this.#k > 0) this.#closeWindow(this.#clock());
+        this.#die(
+          t,
+          new GreenThreadError(
+            "EXO_ERR_BAD_TOKEN",
+            `thread ${t.tid} (${t.name}) yielded ${String(r.value)}, not a scheduler token ` +
+              "(Y_YIELD, Y_SYSCALL, Y_BLOCK, Y_SLEEP): use the stubs with yield*",
+            EINVAL,
+          ),
+        );
+    }
+  }
+
+  /** Share the time from the last read to `now` among the window's resumes; returns the share. */
+  #closeWindow(now: number): number {
     const k = this.#k;
     const ms = now - this.#last;
     this.#last = now;
@@ -615,6 +810,7 @@ export class Scheduler {
     }
     t.longRuns++;
     if (t.state === "exited") this.#retiredLongRuns++;
+    this.#current = null;
     this.#onLongRun?.(t, ms);
   }
 
@@ -667,16 +863,18 @@ export class Scheduler {
   kill(t: Thread, status: number, error?: unknown): boolean {
     if (t.scheduler !== this) this.#foreign("kill", t);
     if (t.state === "exited") return false;
-    if (t === this.#current) {
+    // "running" from the resume until the scheduler has decided where the thread goes: a kill
+    // from inside it, or from a callback in between (onLongRun), takes effect at that point.
+    if (t.state === "running") {
       t.killPending = true;
       t.status = status;
       if (error !== undefined) t.error = error;
       return true;
     }
     if (t.state === "runnable") {
-      if (t.queued === Q_POLICY) this.#policy.remove(t);
-      else if (t.queued === Q_DEFERRED) this.#deferred.remove(t);
-      t.queued = Q_NONE;
+      if (t.queued === QPOLICY) this.#policy.remove(t);
+      else if (t.queued === QDEFERRED) this.#undefer(t);
+      t.queued = QNONE;
     } else if (t.state === "sleeping") {
       this.#heapRemove(t);
     }
@@ -718,7 +916,7 @@ export class Scheduler {
       policy: this.#policy.name,
       accounting: this.accounting,
       rounds: this.#rounds,
-      resumes: this.#resumes,
+      resumes: switches,
       spawned: this.#spawned,
       exited: this.#exited,
       live: this.#live.size,
@@ -744,7 +942,7 @@ export class Scheduler {
   #makeRunnable(t: Thread, value: number): void {
     t.state = "runnable";
     t.resumeValue = value;
-    t.queued = Q_POLICY;
+    t.queued = QPOLICY;
     this.#policy.enqueue(t);
   }
 
@@ -761,7 +959,7 @@ export class Scheduler {
     t.status = status;
     t.error = error;
     t.killPending = false;
-    t.queued = Q_NONE;
+    t.queued = QNONE;
     t.slot = undefined;
     for (let r = t.held; r !== null; ) {
       const next = r.nextHeld;
