@@ -17,7 +17,16 @@
  * Decode, then invoke: each call checks its handle, access mode and user buffers first.
  */
 
-import { EBADF, EINVAL, EIO, EISDIR, ENOTDIR, ESRCH } from "../src/abi/errno.js";
+import {
+  EBADF,
+  EINVAL,
+  EIO,
+  EISDIR,
+  ENAMETOOLONG,
+  ENOENT,
+  ENOTDIR,
+  ESRCH,
+} from "../src/abi/errno.js";
 import {
   DIRENT_HEADER,
   kA0,
@@ -60,7 +69,7 @@ import {
 } from "../src/abi/syscall.js";
 import { NvmeDriver } from "../src/drivers/nvme.js";
 import { FileSystem, type InodeStat } from "../src/fs/fs.js";
-import { kpRoot, PROC_WORDS } from "../src/hv/layout.js";
+import { kMachineEpoch, kpRoot, PROC_WORDS } from "../src/hv/layout.js";
 import { Mmu, UserMemory } from "../src/hw/mmu.js";
 import { PhysicalMemory } from "../src/hw/physmem.js";
 import { DomainRuntime, PENDING, type Pending } from "./runtime.js";
@@ -101,21 +110,32 @@ const encoder = new TextEncoder();
 /** fsyncs of this round, answered after one group commit. */
 const syncs: Pending[] = [];
 let txnSince = 0; // when the running transaction got its first change (0: none)
+let sweptEpoch = -1; // the exit epoch whose gone processes' files were last closed
 
 function rootOf(pid: number): number {
   if (!rt.procs.running(pid)) return -ESRCH;
   return rt.i32[rt.layout.procs / 4 + (pid - 1) * PROC_WORDS + kpRoot];
 }
 
-/** A path from the caller's memory, or -errno. */
+/**
+ * A path from the caller's memory, or -errno. As Linux's getname: an empty path names nothing
+ * (ENOENT), and PATH_MAX counts the terminating NUL, so a path has at most PATH_MAX - 1 bytes.
+ */
 function readPath(pid: number, va: number, len: number): string | number {
-  if (len <= 0 || len > PATH_MAX) return -EINVAL;
+  if (len < 0) return -EINVAL;
+  if (len === 0) return -ENOENT;
+  if (len >= PATH_MAX) return -ENAMETOOLONG;
   const root = rootOf(pid);
   if (root < 0) return root;
   const r = user.copyin(root, va, pathBuf.subarray(0, len));
   if (r < 0) return r;
   const path = decoder.decode(pathBuf.subarray(0, len));
   return path.startsWith("/") ? path : `/${path}`;
+}
+
+/** Whether the process incarnation that opened `f` still runs. */
+function ownerRuns(f: OpenFile): boolean {
+  return rt.procs.running(f.pid) && rt.procs.serial(f.pid) === f.serial;
 }
 
 /** The open file behind a handle, if `pid` (this incarnation of it) owns it. */
@@ -166,7 +186,8 @@ function open(pid: number, path: string, flags: number): number {
   const st = fs.statIno(ino);
   if (typeof st === "number") return st;
   const dir = st.type === "dir";
-  if (dir && acc !== O_RDONLY) return -EISDIR;
+  // Linux's open: a directory is opened read-only, and never with O_CREAT (namei.c do_open).
+  if (dir && (acc !== O_RDONLY || (flags & O_CREAT) !== 0)) return -EISDIR;
   if (!dir && (flags & O_DIRECTORY) !== 0) return -ENOTDIR;
   if (!dir && (flags & O_TRUNC) !== 0 && acc !== O_RDONLY) {
     const r = fs.truncate(ino, 0);
@@ -337,8 +358,8 @@ function serve(w: Int32Array, at: number, core: number): number {
       syncs.push(rt.defer(w, at, core));
       return PENDING;
     case SYS_ftruncate:
-      if (f.dir) return -EISDIR;
-      if ((f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
+      // Linux's ftruncate: EINVAL unless a regular file open for writing.
+      if (f.dir || (f.flags & O_ACCMODE) === O_RDONLY) return -EINVAL;
       return mutate(() => fs.truncate(f.ino, a1, f.gen));
     case SYS_readdir:
       return guard(() => readdir(pid, f, a1, a2));
@@ -357,10 +378,8 @@ function mutate(op: () => number): number {
 /** One group commit for every fsync of the round, then answer them all. */
 function endRound(): void {
   if (syncs.length > 0) {
-    const r = guard(() => {
-      fs.sync();
-      return 0;
-    });
+    // fs.sync returns -EIO (it does not throw) when the commit fails: that is every fsync's answer.
+    const r = guard(() => fs.sync());
     txnSince = 0;
     for (const p of syncs.splice(0)) rt.complete(p, r);
     return;
@@ -381,8 +400,14 @@ rt.run({
     txnSince === 0
       ? Number.POSITIVE_INFINITY
       : Math.max(1, COMMIT_MS - (performance.now() - txnSince)),
-  processGone(pid) {
-    for (const [h, f] of files) if (f.pid === pid) close(h);
+  processGone() {
+    // The runtime names only pids that are not running when it looks; by then an exited pid may
+    // run again (a new incarnation), and its old files would stay open for good. So close every
+    // file whose opener is gone, by spawn serial, once per exit epoch.
+    const epoch = Atomics.load(rt.i32, rt.layout.machine / 4 + kMachineEpoch); // load: exits so far
+    if (epoch === sweptEpoch) return;
+    sweptEpoch = epoch;
+    for (const [h, f] of files) if (!ownerRuns(f)) close(h);
   },
   stop() {
     guard(() => {

@@ -5,15 +5,25 @@
  * stages it with the domain's handle. read/write/close work on any kind of fd, as in Unix.
  *
  * Buffers are virtual addresses in the process's memory (from malloc); paths and small records
- * (stat, socket addresses) travel through this core's scratch window in the process's memory,
- * so a domain reaches every byte through the caller's page tables (copyin/copyout).
+ * (stat, socket addresses) travel through this core's scratch window in the process's memory
+ * (or the heap when the window is full), so a domain reaches every byte through the caller's
+ * page tables (copyin/copyout).
  *
  *   const fd = yield* open("/notes.txt", O_RDONLY);
  *   const buf = malloc(4096);
  *   const n = yield* read(fd, buf, 4096);
  */
 
-import { EBADF, EFAULT, EINVAL, ENAMETOOLONG, ENOMEM, ENOSYS, ENOTSOCK } from "../abi/errno.js";
+import {
+  EBADF,
+  EFAULT,
+  EINVAL,
+  ENAMETOOLONG,
+  ENOMEM,
+  ENOSYS,
+  ENOTSOCK,
+  ESPIPE,
+} from "../abi/errno.js";
 import {
   DIRENT_HEADER,
   O_RDONLY,
@@ -75,7 +85,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /** The most of a buffer a call pages in first: a domain moves at most 1 MiB per call. */
 const MAX_PREFAULT = 1 << 20;
-/** Longest path a call takes, in bytes (as Linux's PATH_MAX). */
+/** Linux's PATH_MAX: it counts the terminating NUL, so the longest path is PATH_MAX - 1 bytes. */
 export const PATH_MAX = 4096;
 
 /** What fstat and stat return. */
@@ -108,15 +118,30 @@ export interface PollFd {
   revents: number;
 }
 
-/** Scratch bytes in the process's memory for one call; freed when `body` returns. */
+/**
+ * Scratch bytes in the process's memory for one call; freed when `body` returns. A call holds
+ * its piece of the core's scratch window until it is answered, so when many green threads of
+ * one core are in calls at once the window runs out: the bytes then come from the process's
+ * heap instead, paged in first (a domain cannot fault them in). -ENOMEM only when both are out.
+ */
 function* withScratch<T>(bytes: number, body: (va: number) => Generator<number, T, number>) {
   const ctx = core();
   const va = ctx.scratchAlloc(bytes);
-  if (va === 0) return -ENOMEM;
+  if (va !== 0) {
+    try {
+      return yield* body(va);
+    } finally {
+      ctx.scratchFree(va);
+    }
+  }
+  const heap = ctx.heap(self().pid);
+  const hva = heap.malloc(Math.max(1, bytes));
+  if (hva === 0) return -ENOMEM;
   try {
-    return yield* body(va);
+    const f = prefault(hva, bytes, true);
+    return f < 0 ? f : yield* body(hva);
   } finally {
-    ctx.scratchFree(va);
+    heap.free(hva);
   }
 }
 
@@ -133,7 +158,7 @@ function copyin(va: number, into: Uint8Array): number {
 /** Stage a call that takes a path (and maybe a second one) in scratch memory. */
 function* pathCall(nr: number, path: string, a2 = 0, a3 = 0): Green {
   const bytes = encoder.encode(path);
-  if (bytes.length > PATH_MAX) return -ENAMETOOLONG;
+  if (bytes.length >= PATH_MAX) return -ENAMETOOLONG;
   return yield* withScratch(bytes.length, function* (va) {
     const r = copyout(va, bytes);
     if (r < 0) return r;
@@ -229,11 +254,15 @@ function* openAs(dom: number, call: () => Green): Green {
 
 // ---- files (the storage domain) ----
 
-/** The handle of a file fd, or -errno (EBADF; ESPIPE-like EINVAL for a socket). */
-function fileHandle(fd: number): number {
+/**
+ * The handle of a file fd, or -errno: EBADF, or `notFile` for an open fd that is no file (a
+ * socket, the console) — ESPIPE for the calls that need an offset (as Linux's for a pipe or a
+ * socket), EINVAL for the others.
+ */
+function fileHandle(fd: number, notFile = -EINVAL): number {
   const e = objectOf(fd);
   if (e < 0) return e;
-  return fdDomain(e) === domainIndex("storage") ? fdHandle(e) : -EINVAL;
+  return fdDomain(e) === domainIndex("storage") ? fdHandle(e) : notFile;
 }
 
 /** Open (and with O_CREAT create) a file: an fd, or -errno. Flags as Linux's (O_*). */
@@ -242,18 +271,18 @@ export function* open(path: string, flags = O_RDONLY, mode = 0o644): Green {
 }
 
 export function* pread(fd: number, va: number, len: number, offset: number): Green {
-  const h = fileHandle(fd);
+  const h = fileHandle(fd, -ESPIPE);
   return h < 0 ? h : yield* bufCall(SYS_pread, h, va, len, true, offset);
 }
 
 export function* pwrite(fd: number, va: number, len: number, offset: number): Green {
-  const h = fileHandle(fd);
+  const h = fileHandle(fd, -ESPIPE);
   return h < 0 ? h : yield* bufCall(SYS_pwrite, h, va, len, false, offset);
 }
 
 /** Move the offset (SEEK_SET, SEEK_CUR, SEEK_END): the new offset, or -errno. */
 export function* lseek(fd: number, offset: number, whence: number): Green {
-  const h = fileHandle(fd);
+  const h = fileHandle(fd, -ESPIPE);
   return h < 0 ? h : yield* syscall(SYS_lseek, h, offset, whence);
 }
 
@@ -318,7 +347,7 @@ export function* rmdir(path: string): Green {
 export function* rename(from: string, to: string): Green {
   const a = encoder.encode(from);
   const b = encoder.encode(to);
-  if (a.length > PATH_MAX || b.length > PATH_MAX) return -ENAMETOOLONG;
+  if (a.length >= PATH_MAX || b.length >= PATH_MAX) return -ENAMETOOLONG;
   return yield* withScratch(a.length + b.length, function* (va) {
     let r = copyout(va, a);
     if (r >= 0) r = copyout(va + a.length, b);
