@@ -12,6 +12,8 @@
  * "listening on PORT" once it accepts.
  */
 
+import { ENAMETOOLONG, ENOENT, ENOTDIR } from "../src/abi/errno.js";
+import { SyscallError } from "../src/errors.js";
 import {
   accept,
   bind,
@@ -42,7 +44,12 @@ let docroot = "/site";
 let served = 0;
 const started = Date.now();
 
-/** Files under the docroot, read with the storage domain's calls into a buffer of ours. */
+/**
+ * Files under the docroot, read with the storage domain's calls into a buffer of ours. Only
+ * "there is no such file" is a 404 (null); any other failure (-EIO from a failed disk, -ENOMEM
+ * when the call cannot be staged) throws, and the engine answers 500 and keeps the connection:
+ * a site must not look empty because its storage failed.
+ */
 class ImageFiles implements StaticFiles {
   readonly #buf: number;
   constructor(buf: number) {
@@ -50,10 +57,11 @@ class ImageFiles implements StaticFiles {
   }
   *stat(path: string): Green<FileStat | null> {
     const fd = yield* open(docroot + path, O_RDONLY);
-    if (fd < 0) return null;
+    if (fd === -ENOENT || fd === -ENOTDIR || fd === -ENAMETOOLONG) return null;
+    if (fd < 0) throw new SyscallError("open", fd);
     const st = yield* fstat(fd);
     yield* close(fd);
-    if (typeof st === "number") return null;
+    if (typeof st === "number") throw new SyscallError("fstat", st);
     return { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, type: st.type };
   }
   *read(path: string, offset: number, length: number): Green<Uint8Array | null> {
