@@ -105,7 +105,10 @@ describe("exocore usage errors (exit 2)", () => {
   const cases: readonly (readonly [string[], string])[] = [
     [["frob"], 'exocore: unknown command "frob" (see exocore --help)'],
     [["bench", "frob"], 'exocore: unknown command "bench frob" (see exocore bench --help)'],
-    [["bench"], 'exocore: "bench" needs a subcommand: queue, syscalls (see exocore bench --help)'],
+    [
+      ["bench"],
+      'exocore: "bench" needs a subcommand: network, queue, servers, storage, syscalls (see exocore bench --help)',
+    ],
     [["--foo"], "exocore: unknown flag --foo (see exocore --help)"],
     [
       ["bench", "queue", "--foo"],

@@ -237,7 +237,7 @@ test("poll waits on a listener and many connections in one green thread", async 
   try {
     const data = Array.from({ length: 5 }, (_, i) => Buffer.from(`poll client ${i} `.repeat(50)));
     const got = await Promise.all(data.map((d) => echoOnce(r.port, d)));
-    got.forEach((g, i) => assert.deepEqual(g, data[i]));
+    for (const [i, g] of got.entries()) assert.deepEqual(g, data[i]);
     assert.equal(await r.status, 0);
     assert.match(r.out(), /served 5 connections in \d+ poll rounds/);
   } finally {
