@@ -192,8 +192,15 @@ export class DomainRuntime {
   /** Write one completion into core c's open ready batch; false if the queue is full. */
   #post(c: number, nr: number, tid: number, reqId: number, ret: number): boolean {
     const out = this.#ready[c] as Ring;
-    const k = this.#batch[c];
-    if (out.reserve(k + 1) <= k) return false; // reserve grows the open batch to k + 1
+    let k = this.#batch[c];
+    if (out.reserve(1) === 0) {
+      // reserve(1) grows the open batch by one slot. On this MPMC ring it fails when another
+      // domain claimed slots since our batch began: publish ours and start a new batch.
+      if (k === 0) return false; // full
+      out.publish(); // publish: the batch so far
+      this.#batch[c] = k = 0;
+      if (out.reserve(1) === 0) return false;
+    }
     const dst = out.slot(k);
     const w = out.i32;
     w[dst + kNr] = nr;
