@@ -627,3 +627,23 @@ test("a memory without readInto (word loads, as ProcessMemory) gives the same re
   );
   assert.deepEqual(malloc.check(), []);
 });
+
+test("a walk of the keyspace while it rehashes visits every key once and ends (keys added mid-rehash sit in the new table)", () => {
+  // Before the fix, next() took an entry added during a rehash for a table-0 entry when its
+  // table-0 bucket was not yet moved, and walked back into table 1: KEYS looped for ever.
+  for (let seed = 1; seed <= 20; seed++) {
+    const { engine, store } = makeEngine(16 * 1024 * 1024);
+    const session = engine.connect();
+    const keys = store.root + 16; // the keyspace dict inside the store's root (R_KEYS)
+    for (let k = 0; k < 300; k++) {
+      run(engine, session, "SET", `key:${seed}:${k}`, "v");
+      const want = store.dbSize();
+      let seen = 0;
+      for (let e = store.dict.first(keys); e !== 0; e = store.dict.next(keys, e)) {
+        seen++;
+        assert.ok(seen <= want, `seed ${seed}, ${want} keys: the walk came back to entries it saw`);
+      }
+      assert.equal(seen, want, `seed ${seed}: every key once`);
+    }
+  }
+});

@@ -263,7 +263,13 @@ export class Dict {
     const h = m.load32(e + E_HASH);
     const rehash = m.load32(d + D_REHASH);
     const i0 = h & (m.load32(d + D_S0) - 1);
-    if (rehash === -1 || i0 >= rehash) return this.#from(d, 0, i0 + 1); // e is in table 0
+    if (rehash === -1) return this.#from(d, 0, i0 + 1);
+    // While rehashing, an entry whose table-0 bucket is not yet moved may still be in table 1:
+    // add() puts new entries there. Ask the chain, not the bucket number, which table holds e.
+    if (i0 >= rehash) {
+      for (let x = this.#ld(this.#ld(d + D_T0) + 4 * i0); x !== 0; x = this.#ld(x + E_NEXT))
+        if (x === e) return this.#from(d, 0, i0 + 1); // e is in table 0
+    }
     return this.#from(d, 12, (h & (m.load32(d + D_S1) - 1)) + 1);
   }
 
