@@ -70,18 +70,36 @@ async function inMachine(
   return JSON.parse(out.trim()) as Record<string, number>;
 }
 
+/** Milliseconds of calls before timing starts (as in the machine). */
+const WARM_MS = 300;
+/** Timed chunks per one-outstanding measurement; the median chunk is reported. */
+const CHUNKS = 21;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1] ?? Number.NaN;
+}
+
 /** ns per call: sequential (one outstanding) and with `threads` outstanding at once. */
 async function conventional(
   call: () => Promise<unknown>,
   iterations: number,
   threads: number,
 ): Promise<[number, number]> {
-  for (let i = 0; i < iterations / 10; i++) await call();
-  let t0 = performance.now();
-  for (let i = 0; i < iterations; i++) await call();
-  const one = ((performance.now() - t0) * 1e6) / iterations;
+  // As in the machine (programs/bench/syscalls.ts): warm up by time, then the median of
+  // CHUNKS timed chunks, so that both sides of a ratio are measured the same way.
+  const warmUntil = performance.now() + WARM_MS;
+  while (performance.now() < warmUntil) for (let i = 0; i < 100; i++) await call();
+  const chunk = Math.max(1, Math.ceil(iterations / CHUNKS));
+  const means: number[] = [];
+  for (let c = 0; c < CHUNKS; c++) {
+    const c0 = performance.now();
+    for (let i = 0; i < chunk; i++) await call();
+    means.push(((performance.now() - c0) * 1e6) / chunk);
+  }
+  const one = median(means);
   const rounds = Math.ceil(iterations / threads);
-  t0 = performance.now();
+  const t0 = performance.now();
   for (let r = 0; r < rounds; r++) await Promise.all(Array.from({ length: threads }, call));
   const many = ((performance.now() - t0) * 1e6) / (rounds * threads);
   return [one, many];

@@ -39,6 +39,7 @@ import {
   Y_BLOCK,
   Y_SLEEP,
   Y_YIELD,
+  yieldToken,
 } from "./sched.js";
 
 /** The scheduler running the current green thread (throws outside one). */
@@ -52,16 +53,15 @@ export function self(): Thread {
 }
 
 /** Sleep at least `ms` milliseconds of the scheduler's clock (0 or less: until the next round). */
-export function* sleep(ms: number): Generator<number, number, number> {
-  const s = sched();
-  const t = s.current as Thread;
-  t.wakeAt = s.now() + (Number.isNaN(ms) ? 0 : Math.max(ms, 0));
-  return yield Y_SLEEP;
+export function sleep(ms: number): Generator<number, number, number> {
+  const t = currentThread();
+  t.wakeAt = t.scheduler.now() + (Number.isNaN(ms) ? 0 : Math.max(ms, 0));
+  return yieldToken(Y_SLEEP);
 }
 
-/** Give up the rest of the slice. */
-export function* yieldNow(): Generator<number, number, number> {
-  return yield Y_YIELD;
+/** Give up the rest of the slice (through the gate: no generator per call). */
+export function yieldNow(): Generator<number, number, number> {
+  return yieldToken(Y_YIELD);
 }
 
 /** Start a green thread on the current core (pid and priority inherited unless given). */

@@ -164,6 +164,8 @@ let relaxSink = 0;
  * is what the spin budgets below are counted in.
  */
 const DEFAULT_PAUSE = 128;
+/** `performance` read once: the global is a lazy accessor that costs ≈ 200 instructions a read. */
+const perf = performance;
 function relax(iterations: number): void {
   let x = relaxSink;
   for (let i = 0; i < iterations; i++) x = (x + i) | 0;
@@ -181,6 +183,9 @@ export class Waiter {
   readonly #shortParkMs: number;
   readonly #pause: number;
   #budget: number;
+  /** The running wait's deadline (perf.now() ms), NaN until first needed; see #dueAt. */
+  #deadline = Number.POSITIVE_INFINITY;
+  #timeoutMs = Number.POSITIVE_INFINITY;
 
   constructor(sab: SharedArrayBuffer, offset: number, options: WaiterOptions = {}) {
     checkWordOffset(sab, offset);
@@ -214,6 +219,11 @@ export class Waiter {
     Atomics.store(this.#i32, kMode, modeNumber(checkOneOf("mode", mode, WAKE_MODES))); // publish
   }
 
+  /** True when the word's mode is park (a cheap check for callers that spin on their own). */
+  get parking(): boolean {
+    return Atomics.load(this.#i32, kMode) === MODE_PARK; // load: the mode may be switched by anyone
+  }
+
   /** The current hybrid spin budget, in iterations. */
   get budget(): number {
     return this.#budget;
@@ -245,19 +255,21 @@ export class Waiter {
     if (ready()) return true;
     const s = this.#stats;
     s[kWaits]++;
-    const deadline =
-      timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
-    if (this.#spin(ready, deadline)) return true;
+    // The deadline is read off the clock lazily (see #spin): a wait that a spin wins, the
+    // common case on a busy channel, reads no clock at all.
+    this.#deadline = timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : Number.NaN;
+    this.#timeoutMs = timeoutMs;
+    if (this.#spin(ready)) return true;
     for (;;) {
-      if (performance.now() >= deadline) return this.#timedOut();
+      if (perf.now() >= this.#dueAt()) return this.#timedOut();
       if (Atomics.load(this.#i32, kMode) === MODE_SPIN) {
-        if (this.#spin(ready, deadline)) return true;
+        if (this.#spin(ready)) return true;
         continue;
       }
       Atomics.store(this.#i32, kFlag, 1); // announce: need wake-up (pairs with the notifier's load)
       if (ready()) return true;
-      const t0 = performance.now();
-      const left = deadline - t0;
+      const t0 = perf.now();
+      const left = this.#deadline - t0;
       const r = Atomics.wait(
         this.#i32,
         kFlag,
@@ -268,7 +280,7 @@ export class Waiter {
         // "not-equal": a notifier cleared the flag before we slept; that was no park.
         s[kParks]++;
         s[kWakeups]++;
-        this.#adaptAfterPark(performance.now() - t0);
+        this.#adaptAfterPark(perf.now() - t0);
       }
       if (ready()) return true;
       if (r === "timed-out") return this.#timedOut(); // the park's own timer ended the wait
@@ -283,14 +295,15 @@ export class Waiter {
     if (ready()) return true;
     const s = this.#stats;
     s[kWaits]++;
-    const deadline =
-      timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : performance.now() + timeoutMs;
-    if (this.#spin(ready, deadline)) return true;
+    this.#deadline = timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : Number.NaN;
+    this.#timeoutMs = timeoutMs;
+    if (this.#spin(ready)) return true;
+    const deadline = this.#dueAt();
     for (;;) {
-      if (performance.now() >= deadline) return this.#timedOut();
+      if (perf.now() >= deadline) return this.#timedOut();
       Atomics.store(this.#i32, kFlag, 1); // announce: need wake-up
       if (ready()) return true;
-      const t0 = performance.now();
+      const t0 = perf.now();
       const left = deadline - t0;
       const r = Atomics.waitAsync(
         this.#i32,
@@ -309,7 +322,7 @@ export class Waiter {
           clearInterval(keepAlive);
         }
         s[kWakeups]++;
-        this.#adaptAfterPark(performance.now() - t0);
+        this.#adaptAfterPark(perf.now() - t0);
         if (ready()) return true;
         // The kernel's timer ended it: done, even if our clock is a hair short of the deadline.
         if (outcome === "timed-out") return this.#timedOut();
@@ -318,8 +331,20 @@ export class Waiter {
     }
   }
 
+  /**
+   * The wait's deadline on the clock. It is taken at the first look rather than when the wait
+   * starts, so a spin that is won reads no clock (a read costs as much as a quarter of a
+   * round trip on a spinning channel). A wait may therefore end up to one check interval of
+   * spinning (SPIN_CHECK_MASK + 1 polls, ≈ 46 µs) later than `timeoutMs` after it began; its
+   * callers (a core's next sleeper, a domain's poll timeout) are "at least" deadlines.
+   */
+  #dueAt(): number {
+    if (Number.isNaN(this.#deadline)) this.#deadline = perf.now() + this.#timeoutMs;
+    return this.#deadline;
+  }
+
   /** Spin phase: true if ready() came true within the budget (spin mode: until the deadline). */
-  #spin(ready: () => boolean, deadline: number): boolean {
+  #spin(ready: () => boolean): boolean {
     const mode = Atomics.load(this.#i32, kMode); // load: mode may change while we run
     if (mode === MODE_PARK) return false;
     const s = this.#stats;
@@ -333,7 +358,7 @@ export class Waiter {
       }
       relax(this.#pause);
       if ((i & SPIN_CHECK_MASK) === 0) {
-        if (performance.now() >= deadline) {
+        if (perf.now() >= this.#dueAt()) {
           s[kSpins] += i;
           return false;
         }
