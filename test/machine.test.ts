@@ -276,3 +276,23 @@ test("mshare: a copy-on-write snapshot keeps its content, a plain share sees wri
   });
   assert.deepEqual(r.events, []);
 });
+
+test("spawnOn: threads run only on the cores of their affinity, spread round robin over them", async () => {
+  const r = await runCapture(program("affinity"), [], { cores: 3 });
+  assert.equal(r.status, 0, r.err);
+  const res = JSON.parse(r.out.trim()) as {
+    one: Record<string, number>;
+    two: Record<string, number>;
+    any: Record<string, number>;
+    refused: string[];
+  };
+  assert.deepEqual(res.one, { "1": 30 }, "pinned to core 1: all 30 on core 1, none moved");
+  assert.deepEqual(res.two, { "0": 15, "2": 15 }, "pinned to {0, 2}: round robin, never core 1");
+  const anyTotal = Object.values(res.any).reduce((a, b) => a + b, 0);
+  assert.equal(anyTotal, 30);
+  assert.ok(
+    Object.keys(res.any).every((c) => Number(c) < 3),
+    "unpinned threads do not move either",
+  );
+  assert.deepEqual(res.refused, Array(4).fill("EXO_ERR_INVALID_ARG"));
+});

@@ -148,6 +148,9 @@ const TRAP = MODE_NUMBER.trap;
 /** The machine's spawn queue, and a producer on every core's ready queue (to report exits). */
 const spawnRing = attachRing(sab, layout.spawn);
 const readyOf: Ring[] = layout.ready.map((r) => attachRing(sab, r));
+/** Pinned spawn queues: any core writes into pinned[c]; only core c takes from its own. */
+const pinnedOf: Ring[] = layout.pinned.map((r) => attachRing(sab, r));
+const pinned = pinnedOf[coreId] as Ring;
 /** Other cores' wake words: a spawner wakes idle cores to come and take work. */
 const peers: Notifier[] = layout.coreSlots
   .filter((_, c) => c !== coreId)
@@ -209,6 +212,8 @@ const joiners = new Map<number, Thread>();
 const exitedEarly = new Map<number, number>();
 /** Taken spawns whose program module is still being imported here. */
 const awaitingModule: Int32Array[] = [];
+/** Word of a taken spawn (after the entry's own) that says it came from our pinned queue. */
+const kTakenPinned = ksArgs + MAX_SPAWN_ARGS;
 /** Exit reports that found the spawner's ready queue full; retried every turn. */
 const outbox: { core: number; reqId: number; status: number }[] = [];
 
@@ -365,11 +370,20 @@ function report(core: number, reqId: number, status: number): boolean {
   return true;
 }
 
-/** Put an unstarted thread on the machine's spawn queue; returns its id, or -EAGAIN if full. */
-function spawnShared(pid: number, fn: number, args: readonly number[]): number {
-  if (spawnRing.reserve(1) === 0) return -11;
-  const at = spawnRing.slot(0);
-  const w = spawnRing.i32;
+/**
+ * Put an unstarted thread on the machine's spawn queue, or, with an affinity (a bit mask of
+ * cores that is not every core), on the pinned queue of one core of the mask, round robin over
+ * the mask (pickCore). Returns the spawn's
+ * id, -EAGAIN if the queue is full, -EINVAL if the mask names no core of this machine.
+ */
+function spawnShared(pid: number, fn: number, args: readonly number[], mask = ALL_CORES): number {
+  const m = mask & ALL_CORES;
+  if (m === 0) return -22;
+  const target = m === ALL_CORES ? -1 : pickCore(m);
+  const ring = target < 0 ? spawnRing : (pinnedOf[target] as Ring);
+  if (ring.reserve(1) === 0) return -11;
+  const at = ring.slot(0);
+  const w = ring.i32;
   nextReq = (nextReq + 1) & 0x3fffffff || 1;
   const reqId = nextReq;
   w[at + ksPid] = pid;
@@ -378,9 +392,26 @@ function spawnShared(pid: number, fn: number, args: readonly number[]): number {
   w[at + ksReqId] = reqId;
   w[at + ksArgc] = args.length;
   for (let k = 0; k < args.length; k++) w[at + ksArgs + k] = args[k] as number;
-  spawnRing.publish();
-  for (const p of peers) p.notify(); // an idle core comes and takes it
+  ring.publish(); // a pinned ring's publish wakes its core (its wake word is the ring's)
+  if (target < 0) for (const p of peers) p.notify(); // an idle core comes and takes it
   return reqId;
+}
+
+/** Every core of this machine, as an affinity mask. */
+const ALL_CORES = layout.cores >= 31 ? 0x7fffffff : (1 << layout.cores) - 1;
+let lastPick = -1;
+/**
+ * The next core of mask `m` after the last one picked (round robin over the allowed set): a
+ * spawner that starts a batch of threads with one affinity spreads them evenly. Load figures
+ * would be stale here (cores report theirs every 256 turns), and a batch would all go to the
+ * core that looked least busy.
+ */
+function pickCore(m: number): number {
+  for (let k = 1; k <= layout.cores; k++) {
+    const c = (lastPick + k) % layout.cores;
+    if ((m & (1 << c)) !== 0) return (lastPick = c);
+  }
+  return -1;
 }
 
 /** Join a shared spawn: its status if it has exited, else null after registering `t`. */
@@ -395,15 +426,18 @@ function joinShared(reqId: number, t: Thread): number | null {
 }
 
 /** Work stealing of unstarted threads: an under-busy core takes a few from the spawn queue. */
-function takeSpawns(): void {
-  const n = spawnRing.peek(4);
+function takeSpawns(ring: Ring, max: number): void {
+  const n = ring.peek(max);
   if (n === 0) return;
-  const w = spawnRing.i32;
+  const w = ring.i32;
   for (let i = 0; i < n; i++) {
-    const at = spawnRing.entry(i);
-    awaitingModule.push(w.slice(at, at + ksArgs + MAX_SPAWN_ARGS));
+    const at = ring.entry(i);
+    const e = new Int32Array(kTakenPinned + 1);
+    e.set(w.subarray(at, at + ksArgs + MAX_SPAWN_ARGS));
+    e[kTakenPinned] = ring === pinned ? 1 : 0;
+    awaitingModule.push(e);
   }
-  spawnRing.release();
+  ring.release();
   startTaken();
 }
 
@@ -677,6 +711,7 @@ const hasWork = () =>
   ready.hasEntries() ||
   (nicWaiters.length > 0 && (nic as NicDriver).hasWork()) ||
   spawnRing.hasEntries() ||
+  pinned.hasEntries() ||
   Atomics.load(i32, bell) !== bellSeen || // load: the hypervisor posted a message
   Atomics.load(i32, machineState) !== MACHINE_RUNNING;
 
@@ -713,7 +748,8 @@ function turn(): void {
     const o = outbox.shift() as (typeof outbox)[number];
     report(o.core, o.reqId, o.status);
   }
-  if (sched.runnable < 2) takeSpawns();
+  if (pinned.hasEntries()) takeSpawns(pinned, 64); // ours alone: take them all
+  if (sched.runnable < 2) takeSpawns(spawnRing, 4); // work stealing: only when under-busy
   // Several rounds per turn while threads only compute and yield (a round ticks the sleepers
   // itself); the first round that submits calls ends the burst so they are published at once.
   sched.runRounds(16, endBurst, publishTouched);

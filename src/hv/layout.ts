@@ -14,6 +14,7 @@
  *           shootdown board     one TLB mailbox per core (src/hw/tlb.ts)
  *           kernel rings        SPSC, one per core → the hypervisor (mmap, munmap)
  *           spawn queue         MPMC, unstarted green threads that any idle core may take
+ *           pinned queue × C    MPMC, unstarted threads with an affinity, for core c alone
  *           console ring        SPSC, system domain → hypervisor: bytes written to fd 1 and 2
  *           frame refs          extra mappings of each frame (shared and copy-on-write pages)
  *           process table       64 processes × 16 words: state, page-table root, exit status,
@@ -193,6 +194,8 @@ export interface MachineLayout {
   readonly kernelWake: number;
   /** Unstarted threads any idle core may take (M:N: work stealing of unstarted threads). */
   readonly spawn: RingDescriptor;
+  /** pinned[c]: unstarted threads with an affinity that chose core c; only core c takes them. */
+  readonly pinned: readonly RingDescriptor[];
   /** Console device: the system domain → the hypervisor (bytes of write/log). */
   readonly console: RingDescriptor;
   readonly procs: number;
@@ -261,6 +264,10 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
   );
   // Cores park on their own words; a spawner wakes the others itself, so no word here.
   const spawn = layRing(arena, "spawn", { kind: "mpmc", capacity: 1024, notEmpty: false });
+  // Any core may spawn onto core c, and the publish wakes core c on its own word.
+  const pinned = coreSlots.map((s, c) =>
+    layRing(arena, `core${c}.pinned`, { kind: "mpmc", capacity: 256, notEmptyWord: s.wake }),
+  );
   // The hypervisor never spins: it parks on the console ring's word (waitAsync).
   const console = layRing(arena, "console", {
     kind: "spsc",
@@ -297,6 +304,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
     kernelWake,
     shootdown,
     spawn,
+    pinned,
     console,
     procs,
     fds,

@@ -26,8 +26,11 @@ export interface CoreContext {
   scratchFree(va: number): void;
   /** Index of an exported function in the program's sorted exports (-1: not exported). */
   exportIndex(pid: number, name: string): number;
-  /** Queue an unstarted thread any core may take; its id, or -EAGAIN when the queue is full. */
-  spawnShared(pid: number, fn: number, args: readonly number[]): number;
+  /**
+   * Queue an unstarted thread any core may take, or with `mask` (bit c = core c) one of those
+   * cores; its id, -EAGAIN when the queue is full, -EINVAL when the mask names no core.
+   */
+  spawnShared(pid: number, fn: number, args: readonly number[], mask?: number): number;
   /** A shared spawn's exit status if it has exited; else registers `t` and returns null. */
   joinShared(reqId: number, t: Thread): number | null;
   /** The process's memory as seen from this core (page faults, demand-zero heap). */

@@ -11,6 +11,7 @@
  * gettsc (a cycle-counter stand-in) and the scheduler primitives.
  */
 
+import { EAGAIN } from "../abi/errno.js";
 import {
   MAX_SPAWN_ARGS,
   SYS_getcore,
@@ -143,9 +144,43 @@ export interface SharedThread {
  * by the program (every core imports the program); args are up to 10 int32 numbers. Threads
  * that need to share more than numbers use process memory. Returns a handle for joinShared.
  */
-export function* spawnShared(
+export function spawnShared(
   fn: (...args: number[]) => Green,
   ...args: number[]
+): Generator<number, SharedThread, number> {
+  return spawnQueued(-1, fn, args);
+}
+
+/**
+ * spawnShared with an affinity: the thread runs on one of `cores` (core ids of this machine;
+ * successive spawns go round the set), never elsewhere. Each core has its own pinned queue, and
+ * a spawn onto it wakes that core. An empty set, or an id that is not a core here, is an
+ * InvalidArgumentError. Join it with joinShared.
+ */
+export function spawnOn(
+  cores: number | readonly number[],
+  fn: (...args: number[]) => Green,
+  ...args: number[]
+): Generator<number, SharedThread, number> {
+  const ctx = core();
+  const list = typeof cores === "number" ? [cores] : cores;
+  let mask = 0;
+  for (const c of list) {
+    if (!Number.isInteger(c) || c < 0 || c >= ctx.cores || c > 30) {
+      throw new InvalidArgumentError(
+        `spawnOn: ${String(c)} is not a core of this machine (0..${ctx.cores - 1})`,
+      );
+    }
+    mask |= 1 << c;
+  }
+  if (mask === 0) throw new InvalidArgumentError("spawnOn: the set of cores is empty");
+  return spawnQueued(mask, fn, args);
+}
+
+function* spawnQueued(
+  mask: number,
+  fn: (...args: number[]) => Green,
+  args: readonly number[],
 ): Generator<number, SharedThread, number> {
   const ctx = core();
   const t = self();
@@ -159,8 +194,10 @@ export function* spawnShared(
     throw new InvalidArgumentError(`spawnShared: at most ${MAX_SPAWN_ARGS} int32 arguments`);
   }
   for (;;) {
-    const id = ctx.spawnShared(t.pid, index, args);
+    const id =
+      mask < 0 ? ctx.spawnShared(t.pid, index, args) : ctx.spawnShared(t.pid, index, args, mask);
     if (id > 0) return { id, name: fn.name };
+    if (id !== -EAGAIN) throw new InvalidArgumentError(`spawnShared: refused (errno ${-id})`);
     yield* yieldNow(); // the spawn queue is full: let the others drain it
   }
 }
