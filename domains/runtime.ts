@@ -30,6 +30,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { kErrno, kNr, kPid, kReqId, kRet, kTid } from "../src/abi/syscall.js";
 import {
+  hybridSpin,
   kMachineEpoch,
   kpSerial,
   kpState,
@@ -162,6 +163,7 @@ export class DomainRuntime {
     this.#batch = new Int32Array(data.layout.cores);
     this.#waiter = new Waiter(data.sab, slot.wake, {
       stats: new Float64Array(data.sab, slot.waitStats, WAITER_STATS),
+      ...hybridSpin(this.i32, data.layout),
     });
   }
 

@@ -105,7 +105,9 @@ for (const mode of ["hybrid", "spin"] as const) {
         );
       } else {
         assert.equal(r.lastWait.parks, 0, "spin mode never parks");
-        assert.ok(share > 0.5, `a spinning waiter burns CPU, got ${(100 * share).toFixed(1)} %`);
+        // It burns what the host gives it: all of a vCPU on a quiet machine, less when other
+        // work shares the 2 vCPUs (48% was seen beside two busy benchmarks), never ~0.
+        assert.ok(share > 0.3, `a spinning waiter burns CPU, got ${(100 * share).toFixed(1)} %`);
       }
     } finally {
       await w.worker.terminate();

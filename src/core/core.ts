@@ -49,6 +49,7 @@ import {
   HEAP_INIT,
   HEAP_NONE,
   HEAP_READY,
+  hybridSpin,
   kpHeap,
   kpRoot,
   kpState,
@@ -143,6 +144,7 @@ const requests: Ring[] = (layout.requests[coreId] ?? []).map((r) => attachRing(s
 const ready = attachRing(sab, layout.ready[coreId] as NonNullable<(typeof layout.ready)[number]>);
 const waiter = new Waiter(sab, slot.wake, {
   stats: new Float64Array(sab, slot.waitStats, WAITER_STATS),
+  ...hybridSpin(mem.i32, layout),
 });
 const TRAP = MODE_NUMBER.trap;
 /** The machine's spawn queue, and a producer on every core's ready queue (to report exits). */

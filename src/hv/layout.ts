@@ -73,6 +73,11 @@ export const kDomains = 3;
  * domains are woken; a domain that sees it move frees what dead processes held (files, sockets).
  */
 export const kMachineEpoch = 4;
+/**
+ * Longest spin, in polls, of a core's or a domain's hybrid wait before it parks (the Waiter's
+ * maxSpin), set at boot: see BootOptions.spinMax.
+ */
+export const kSpinMax = 5;
 export const MACHINE_MAGIC = 0x45584f43; // "EXOC"
 export const MACHINE_RUNNING = 1;
 export const MACHINE_STOPPING = 2;
@@ -215,8 +220,19 @@ export interface MachineLayout {
   readonly map: string;
 }
 
+/** The hybrid spin bounds a core's or a domain's Waiter takes from the machine line. */
+export function hybridSpin(
+  i32: Int32Array,
+  layout: MachineLayout,
+): { readonly maxSpin: number; readonly spinBudget: number; readonly minSpin: number } {
+  const maxSpin = i32[layout.machine / 4 + kSpinMax] || 2048;
+  return { maxSpin, spinBudget: Math.min(256, maxSpin), minSpin: Math.min(16, maxSpin) };
+}
+
 export interface LayoutOptions {
   readonly cores: number;
+  /** Hybrid waits spin at most this many polls (default 2048, ≈ 90 µs). */
+  readonly spinMax?: number;
   readonly memoryBytes: number;
   readonly channel: ChannelMode;
   /** The domains to run; default: all of DOMAINS. "system" must be first. */
@@ -288,6 +304,7 @@ export function layMachine(sab: SharedArrayBuffer, o: LayoutOptions): MachineLay
   const frames = layFrameAllocator(arena, Math.floor(o.memoryBytes / PAGE_SIZE));
   i32[machine / 4 + kCores] = cores;
   i32[machine / 4 + kDomains] = domains.length;
+  i32[machine / 4 + kSpinMax] = checkInteger("spinMax", o.spinMax ?? 2048, 16, 1 << 20);
   i32[machine / 4 + kState] = MACHINE_RUNNING;
   Atomics.store(i32, machine / 4 + kMagic, MACHINE_MAGIC); // publish: the map is complete
   return {

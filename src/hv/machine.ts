@@ -13,6 +13,7 @@
  * page-table code of src/hw/mmu.ts driven from here; nothing else is privileged.
  */
 
+import os from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { DomainData, DomainMessage } from "../../domains/runtime.js";
@@ -105,6 +106,14 @@ export interface BootOptions {
   readonly memoryMiB?: number;
   /** Channel mode of every core ↔ domain channel at boot. Default hybrid. */
   readonly channel?: ChannelMode;
+  /**
+   * Longest hybrid spin of a core or domain before it parks, in polls (≈ 45 ns each). Default:
+   * 2048 (≈ 90 µs, about one park and wake-up: the 2-competitive bound) when the machine's
+   * threads fit the host's vCPUs, else 64 (≈ 3 µs). On an oversubscribed host a spinning
+   * thread holds a vCPU that the thread it waits for needs, so long spins lose twice; a short
+   * spin still catches a reply already on its way (a null call's round trip is ≈ 0.8 µs).
+   */
+  readonly spinMax?: number;
   /** Scheduling policy of every core. Default fifo. */
   readonly policy?: "fifo" | "rr" | "priority";
   /** Console sinks (default: process.stdout / process.stderr). */
@@ -174,7 +183,21 @@ export async function boot(options: BootOptions = {}): Promise<Machine> {
   const domains: DomainName[] = ["system"];
   if (options.disk !== undefined) domains.push("storage");
   if (options.network === true) domains.push("network");
-  const layout = layMachine(sab, { cores, memoryBytes: sab.byteLength, channel, domains });
+  // Threads that may be busy at once: the cores, the domains and the hypervisor (device models).
+  const busy = cores + domains.length + 1;
+  const spinMax = checkInteger(
+    "spinMax",
+    options.spinMax ?? (busy > os.availableParallelism() ? 64 : 2048),
+    16,
+    1 << 20,
+  );
+  const layout = layMachine(sab, {
+    cores,
+    memoryBytes: sab.byteLength,
+    channel,
+    domains,
+    spinMax,
+  });
   const m = new Machine(sab, layout, options);
   try {
     await m.attachDevices({
