@@ -8,10 +8,26 @@
  * that finds the transmit buffers full are *deferred* (domains/runtime.ts) and answered when
  * the device reports what they wait for. The core that made the call runs other threads.
  *
- * Back-pressure, never loss: send copies into the driver's transmit buffers only as many bytes
- * as fit and returns that count (a short send, as a non-blocking socket gives); with none free
- * it waits (or returns EAGAIN with MSG_DONTWAIT) until the device reports bytes sent. Received
- * bytes wait in the socket, in order, until recv takes them.
+ * Back-pressure, never loss: send copies from the program's memory straight into the driver's
+ * transmit buffers (sendFilled: no staging copy) only as many bytes as fit and returns that
+ * count (a short send, as a non-blocking socket gives); with none free it waits (or returns
+ * EAGAIN with MSG_DONTWAIT) until the device reports bytes sent. Received bytes wait in the
+ * socket's receive ring, in order, until recv takes them.
+ *
+ * Receive window (TCP's, kept by the domain): a connection whose unread bytes pass
+ * RX_WINDOW_HIGH (256 KiB, src/drivers/nic.ts says why) is paused at the offload engine — its
+ * host socket stops reading and TCP flow control pushes back on the peer — and resumed once the
+ * program has read it down to RX_WINDOW_LOW. The pause leaves in the pollEvents that crossed
+ * the mark, ahead of the re-posted receive buffers, so a connection holds at most the window
+ * plus one RB ring (64 × 4 KiB; a command ring found full delays the PAUSE to that connection's
+ * next DATA event). Without it a fast sender to a program that does not read grew this domain
+ * without limit (1 GB in 3 s). The held bytes and the largest per-connection figure go to the
+ * NIC's statistics (sockRxHeld, sockRxPeak).
+ *
+ * Received bytes are copied once into the socket's ring (grown by doubling, dropped when it
+ * empties if it grew past 64 KiB) and once out of it by recv; readers are answered after the
+ * whole batch of device events, so a recv gets every byte that arrived in the round, not one
+ * 4 KiB buffer's worth.
  *
  * Sockets belong to the process (and the incarnation of its pid) that made them; a process's
  * sockets are closed when it exits.
@@ -65,7 +81,7 @@ import {
   SYS_shutdown,
   SYS_socket,
 } from "../src/abi/syscall.js";
-import { NicDriver, type ToeEvent } from "../src/drivers/nic.js";
+import { NicDriver, RX_WINDOW_HIGH, RX_WINDOW_LOW, type ToeEvent } from "../src/drivers/nic.js";
 import { kpRoot, PROC_WORDS } from "../src/hv/layout.js";
 import { Mmu, UserMemory } from "../src/hw/mmu.js";
 import { PhysicalMemory } from "../src/hw/physmem.js";
@@ -77,6 +93,11 @@ const MAX_XFER = 256 * 1024;
 const MAX_DGRAM = 1472;
 /** Datagrams kept per UDP socket before new ones are dropped (UDP may drop; TCP never does). */
 const DGRAM_QUEUE = 256;
+/** Smallest receive ring (one device buffer); it doubles as needed. */
+const RX_RING_MIN = 4096;
+/** A receive ring larger than this is dropped when it empties (the window may have grown it). */
+const RX_RING_KEEP = 64 * 1024;
+const NO_BYTES = new Uint8Array(0);
 
 type State = "new" | "bound" | "listening" | "connecting" | "connected" | "closed";
 
@@ -105,10 +126,14 @@ interface Sock {
   listener: number;
   remoteIp: number;
   remotePort: number;
-  /** Received bytes not yet taken, in order; rxOff bytes of rx[0] are taken already. */
-  readonly rx: Uint8Array[];
-  rxOff: number;
+  /** Receive ring: rxBytes unread bytes from rxHead, wrapping at rxRing.length. */
+  rxRing: Uint8Array;
+  rxHead: number;
   rxBytes: number;
+  /** The offload engine was told to stop reading this connection (the window is full). */
+  rxPaused: boolean;
+  /** On the `readable` list: bytes or an end arrived in this round; readers are answered after it. */
+  rxListed: boolean;
   eof: boolean;
   /** A pending error (positive errno) to report once, or 0. */
   err: number;
@@ -154,8 +179,17 @@ const pollers: Poller[] = [];
  * them all, in the order they started waiting.
  */
 const blocked = new Set<Sock>();
+/** Sockets that received bytes in this round's device events: their readers are answered after. */
+const readable: Sock[] = [];
+/** Paused sockets whose RESUME found the command ring full: retried at the end of each round. */
+const resumeLater = new Set<Sock>();
+/** Received bytes held in every socket's ring, and the most one connection held at once. */
+let rxHeld = 0;
+let rxPeak = 0;
+let rxReported = false;
 let nextHandle = 1;
-const io = new Uint8Array(MAX_XFER);
+/** A datagram on its way to the driver (sendto). */
+const io = new Uint8Array(MAX_DGRAM);
 const rec = new Uint8Array(8);
 const recView = new DataView(rec.buffer);
 let pollBuf = new Uint8Array(64 * POLLFD_BYTES);
@@ -177,9 +211,11 @@ function newSock(type: "stream" | "dgram", pid: number): Sock {
     listener: -1,
     remoteIp: 0,
     remotePort: 0,
-    rx: [],
-    rxOff: 0,
+    rxRing: NO_BYTES,
+    rxHead: 0,
     rxBytes: 0,
+    rxPaused: false,
+    rxListed: false,
     eof: false,
     err: 0,
     rdShut: false,
@@ -213,32 +249,104 @@ function sockOf(pid: number, h: number): Sock | undefined {
 /** Copy up to `len` received bytes of `s` to the caller's `va`: the count, or -errno. */
 function takeRx(s: Sock, pid: number, va: number, len: number): number {
   const want = Math.min(len, s.rxBytes, MAX_XFER);
-  // Gather first, take only once the copyout succeeded: a bad buffer loses no bytes.
-  let n = 0;
-  let off = s.rxOff;
-  for (let i = 0; n < want; i++) {
-    const chunk = s.rx[i] as Uint8Array;
-    const k = Math.min(chunk.length - off, want - n);
-    io.set(chunk.subarray(off, off + k), n);
-    n += k;
-    off = 0;
-  }
   const root = rootOf(pid);
   if (root < 0) return root;
-  const r = user.copyout(root, va, io.subarray(0, n));
+  // Take only once the copyout succeeded: a bad buffer loses no bytes.
+  const ring = s.rxRing;
+  const first = Math.min(want, ring.length - s.rxHead);
+  let r = user.copyout(root, va, ring.subarray(s.rxHead, s.rxHead + first));
+  if (r >= 0 && first < want) r = user.copyout(root, va + first, ring.subarray(0, want - first));
   if (r < 0) return r;
-  s.rxBytes -= n;
-  for (let left = n; left > 0; ) {
-    const chunk = s.rx[0] as Uint8Array;
-    const k = Math.min(chunk.length - s.rxOff, left);
-    left -= k;
-    s.rxOff += k;
-    if (s.rxOff === chunk.length) {
-      s.rx.shift();
-      s.rxOff = 0;
-    }
+  consumeRx(s, want);
+  return want;
+}
+
+/** Append received bytes to `s`'s ring (growing it); pause the connection past the window. */
+function appendRx(s: Sock, bytes: Uint8Array): void {
+  const n = bytes.length;
+  if (s.rxBytes + n > s.rxRing.length) growRx(s, s.rxBytes + n);
+  const ring = s.rxRing;
+  const at = (s.rxHead + s.rxBytes) % ring.length;
+  const first = Math.min(n, ring.length - at);
+  ring.set(first === n ? bytes : bytes.subarray(0, first), at);
+  if (first < n) ring.set(bytes.subarray(first), 0);
+  s.rxBytes += n;
+  rxHeld += n;
+  rxReported = false;
+  if (s.rxBytes > rxPeak) rxPeak = s.rxBytes;
+  if (!s.rxPaused && s.rxBytes > RX_WINDOW_HIGH && s.conn >= 0) {
+    // The command leaves with this pollEvents, ahead of the buffers it re-posts (the bound).
+    // A full command ring (-EAGAIN) defers it to the connection's next DATA event.
+    if (nic.pauseReceive(s.conn) > 0) s.rxPaused = true;
   }
-  return n;
+}
+
+/** Give `s` a ring of at least `need` bytes (a power of two), its bytes moved to the front. */
+function growRx(s: Sock, need: number): void {
+  let cap = Math.max(RX_RING_MIN, s.rxRing.length);
+  while (cap < need) cap *= 2;
+  const next = new Uint8Array(cap);
+  const old = s.rxRing;
+  const first = Math.min(s.rxBytes, old.length - s.rxHead);
+  next.set(old.subarray(s.rxHead, s.rxHead + first), 0);
+  if (first < s.rxBytes) next.set(old.subarray(0, s.rxBytes - first), first);
+  s.rxRing = next;
+  s.rxHead = 0;
+}
+
+/** `n` bytes of `s` were read: advance, and resume a paused connection below the low mark. */
+function consumeRx(s: Sock, n: number): void {
+  s.rxBytes -= n;
+  rxHeld -= n;
+  rxReported = false;
+  if (s.rxBytes === 0) {
+    s.rxHead = 0;
+    if (s.rxRing.length > RX_RING_KEEP) s.rxRing = NO_BYTES; // the window grew it: let it go
+  } else {
+    s.rxHead = (s.rxHead + n) % s.rxRing.length;
+  }
+  if (s.rxPaused && s.rxBytes <= RX_WINDOW_LOW) resumeRx(s);
+}
+
+function resumeRx(s: Sock): void {
+  if (s.conn < 0) {
+    s.rxPaused = false;
+    resumeLater.delete(s);
+    return;
+  }
+  if (nic.resumeReceive(s.conn) > 0) {
+    s.rxPaused = false;
+    resumeLater.delete(s);
+  } else {
+    resumeLater.add(s); // the command ring is full: the end of the round retries
+  }
+}
+
+/** Drop what `s` holds unread (it is closing). */
+function dropRx(s: Sock): void {
+  rxHeld -= s.rxBytes;
+  rxReported = false;
+  s.rxBytes = 0;
+  s.rxHead = 0;
+  s.rxRing = NO_BYTES;
+  s.rxPaused = false;
+  resumeLater.delete(s);
+}
+
+/** Answer the readers of every socket that received bytes (or an end) in this round. */
+function wakeReadable(): void {
+  for (let i = 0; i < readable.length; i++) {
+    const s = readable[i] as Sock;
+    s.rxListed = false;
+    wakeReaders(s);
+  }
+  readable.length = 0;
+}
+
+function markReadable(s: Sock): void {
+  if (s.rxListed) return;
+  s.rxListed = true;
+  readable.push(s);
 }
 
 /** What a recv finds now: bytes, 0 at end of stream, -errno, or null (nothing yet: wait). */
@@ -254,6 +362,15 @@ function tryRecv(s: Sock, pid: number, va: number, len: number): number | null {
   return null;
 }
 
+// The source of the send being filled (sendFilled calls fillFromUser; no closure per call).
+let fillRoot = 0;
+let fillVa = 0;
+
+/** Copy the sender's bytes [offset, offset + dst.length) into a send buffer: 0 or -EFAULT. */
+function fillFromUser(dst: Uint8Array, offset: number): number {
+  return user.copyin(fillRoot, fillVa + offset, dst);
+}
+
 /** Try to hand `len` bytes at `va` to the device: the count taken, -errno, or null (no room). */
 function trySend(s: Sock, pid: number, va: number, len: number): number | null {
   if (s.err !== 0) {
@@ -266,11 +383,12 @@ function trySend(s: Sock, pid: number, va: number, len: number): number | null {
   if (len === 0) return 0;
   const root = rootOf(pid);
   if (root < 0) return root;
-  const n = Math.min(len, MAX_XFER);
-  const r = user.copyin(root, va, io.subarray(0, n));
-  if (r < 0) return r;
-  const took = nic.send(s.conn, io.subarray(0, n));
-  return took > 0 ? took : null;
+  fillRoot = root;
+  fillVa = va;
+  // Straight from the program's memory into the driver's send buffers: one copy, and only
+  // of what fits (a send that waits for room copies nothing meanwhile).
+  const took = nic.sendFilled(s.conn, Math.min(len, MAX_XFER), fillFromUser);
+  return took !== 0 ? took : null;
 }
 
 /** Answer the waiting readers of `s` with what it has now. */
@@ -410,6 +528,7 @@ function closeSock(s: Sock): void {
   }
   s.state = "closed";
   blocked.delete(s);
+  dropRx(s);
   for (const r of [...s.readers.splice(0), ...s.writers.splice(0)]) rt.complete(r.p, -EBADF);
   if (s.op !== null) rt.complete(s.op, -EBADF);
   s.op = null;
@@ -477,20 +596,20 @@ function onEvent(e: ToeEvent): void {
     }
     case "data": {
       const s = byConn.get(e.conn);
-      if (s === undefined) return;
-      s.rx.push(e.bytes.slice());
-      s.rxBytes += e.bytes.length;
-      wakeReaders(s);
+      if (s === undefined || s.state === "closed") return;
+      appendRx(s, e.bytes);
+      markReadable(s);
       return;
     }
     case "eof": {
       const s = byConn.get(e.conn);
       if (s === undefined) return;
       s.eof = true;
-      wakeReaders(s);
+      markReadable(s); // after the bytes before it
       return;
     }
     case "sent":
+      if (blocked.size === 0) return;
       for (const s of blocked) {
         wakeWriters(s);
         if (s.writers.length === 0) blocked.delete(s);
@@ -532,6 +651,19 @@ function onEvent(e: ToeEvent): void {
 
 // ---- serving calls ----
 
+/** Defer the call at `at` on `list` (answered when the device reports what it waits for). */
+function wait(
+  list: Reader[],
+  w: Int32Array,
+  at: number,
+  core: number,
+  va: number,
+  len: number,
+): number {
+  list.push({ p: rt.defer(w, at, core), va, len });
+  return PENDING;
+}
+
 function serve(w: Int32Array, at: number, core: number): number {
   const nr = w[at + kNr];
   const pid = w[at + kPid];
@@ -553,10 +685,6 @@ function serve(w: Int32Array, at: number, core: number): number {
   }
   const s = sockOf(pid, a0);
   if (s === undefined) return -EBADF;
-  const wait = (list: Reader[], va: number, len: number): number => {
-    list.push({ p: rt.defer(w, at, core), va, len });
-    return PENDING;
-  };
   switch (nr) {
     case SYS_bind: {
       if (s.state !== "new") return -EINVAL;
@@ -595,7 +723,7 @@ function serve(w: Int32Array, at: number, core: number): number {
       const got = tryAccept(s, pid);
       if (got !== null) return got;
       if ((a2 & MSG_DONTWAIT) !== 0) return -EAGAIN;
-      return wait(s.readers, 0, 0);
+      return wait(s.readers, w, at, core, 0, 0);
     }
     case SYS_connect: {
       if (s.type !== "stream") return -EOPNOTSUPP;
@@ -620,7 +748,7 @@ function serve(w: Int32Array, at: number, core: number): number {
       const got = s.readers.length === 0 ? tryRecv(s, pid, a1, a2) : null;
       if (got !== null) return got;
       if ((a3 & MSG_DONTWAIT) !== 0) return -EAGAIN;
-      return wait(s.readers, a1, a2);
+      return wait(s.readers, w, at, core, a1, a2);
     }
     case SYS_send: {
       if (s.type !== "stream") return -EOPNOTSUPP;
@@ -629,7 +757,7 @@ function serve(w: Int32Array, at: number, core: number): number {
       if (got !== null) return got;
       if ((a3 & MSG_DONTWAIT) !== 0) return -EAGAIN;
       blocked.add(s);
-      return wait(s.writers, a1, a2);
+      return wait(s.writers, w, at, core, a1, a2);
     }
     case SYS_shutdown:
       if (s.state !== "connected") return -ENOTCONN;
@@ -663,7 +791,7 @@ function serve(w: Int32Array, at: number, core: number): number {
       const got = s.readers.length === 0 ? tryRecvfrom(s, pid, a1, a2, a3) : null;
       if (got !== null) return got;
       if ((w[at + kA4] & MSG_DONTWAIT) !== 0) return -EAGAIN;
-      return wait(s.readers, a1, a2);
+      return wait(s.readers, w, at, core, a1, a2);
     }
     case SYS_getsockname: {
       const root = rootOf(pid);
@@ -682,9 +810,15 @@ rt.run({
   hasWork: () => nic.hasWork(),
   poll() {
     nic.pollEvents(onEvent);
+    if (readable.length > 0) wakeReadable();
   },
   endRound() {
+    if (resumeLater.size > 0) for (const s of resumeLater) resumeRx(s);
     if (pollers.length > 0) checkPollers();
+    if (!rxReported) {
+      nic.reportReceiveWindow(rxHeld, rxPeak);
+      rxReported = true;
+    }
     nic.flush(); // one doorbell for every command of the round
   },
   nextDeadline() {

@@ -8,6 +8,11 @@
  *     device memory; a stalled reader holds back only its own connection's SENDs
  *   - host → machine, 16 MiB from a fast writer to a slow program: no loss, host sockets paused,
  *     TCP flow control seen by the writer, bounded device memory
+ *   - PAUSE/RESUME: a paused connection gets no byte in RB buffers posted after the PAUSE, its
+ *     host socket stops reading, other connections go on, and RESUME delivers the rest in order;
+ *     on a listener or a stale handle they answer ERROR
+ *   - a receive buffer outside the VF's window: DATA with EFAULT, that connection reset, the
+ *     device goes on
  *   - CONNECT out to a node:net server on the host, half-closes both ways
  *   - ECONNREFUSED and EADDRINUSE; a host reset (ECONNRESET); the device's FLR closes the
  *     host's connections
@@ -20,10 +25,12 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { test } from "node:test";
-import { EADDRINUSE, ECONNREFUSED, ECONNRESET } from "../src/abi/errno.js";
+import { EADDRINUSE, EBADF, ECONNREFUSED, ECONNRESET, EFAULT, ENOTCONN } from "../src/abi/errno.js";
+import { nicDmaLayout } from "../src/drivers/nic.js";
 import { NicDevice } from "../src/hw/nic.js";
 import {
   IdentityDma,
+  kResume,
   layNicMachine,
   type NicMachine,
   startNicWorker,
@@ -36,10 +43,16 @@ const DMA_BYTES = 1 << 20;
 const MiB = 1 << 20;
 
 function machine(): { m: NicMachine; nic: NicDevice } {
-  const m = layNicMachine(1, DMA_BYTES);
-  const nic = new NicDevice(m.mem, new IdentityDma(m.mem, m.vfs));
-  nic.attachVf(m.vfs[0]!);
+  const { m, nic } = machineWithDma();
   return { m, nic };
+}
+
+function machineWithDma(): { m: NicMachine; nic: NicDevice; dma: IdentityDma } {
+  const m = layNicMachine(1, DMA_BYTES);
+  const dma = new IdentityDma(m.mem, m.vfs);
+  const nic = new NicDevice(m.mem, dma);
+  nic.attachVf(m.vfs[0]!);
+  return { m, nic, dma };
 }
 
 function connect(port: number): Promise<net.Socket> {
@@ -91,7 +104,7 @@ test("a host client reaches a LISTEN port and its bytes come back from a driver-
   }
 });
 
-test("250 concurrent connections each get their own bytes back, in order", async () => {
+test("250 concurrent connections each get their own bytes back, in order", async (t) => {
   const { m, nic } = machine();
   const echo = startNicWorker(m, 0, "tcp-echo");
   const N = 250;
@@ -105,6 +118,12 @@ test("250 concurrent connections each get their own bytes back, in order", async
     await until(() => nic.stats(0).handles === 1, "every connection's handle is released");
     const total = inputs.reduce((n, d) => n + d.length, 0);
     const s = nic.stats(0);
+    t.diagnostic(
+      `${s.events} events, ${s.interrupts} interrupts, ${s.irqWakes} of them woke the driver; ` +
+        `${s.commands} commands in ${s.txWrites} host writes, ${s.doorbellWakes} doorbells woke the device`,
+    );
+    assert.ok(s.interrupts < s.events, "interrupts are moderated: one covers several events");
+    assert.ok(s.irqWakes <= s.interrupts, "an interrupt to a driver that is awake notifies nobody");
     assert.equal(s.connections, N);
     assert.equal(s.refused, 0);
     assert.equal(s.toeRxBytes, total);
@@ -145,9 +164,13 @@ test("machine → host: 16 MiB to a slow reader, nothing lost, device memory bou
     const st = nic.stats(0);
     t.diagnostic(
       `held for drain ${st.txBlocked} times, peak device memory ${st.peakHeldBytes} bytes, ` +
-        `program stalls ${r.stalls}`,
+        `program stalls ${r.stalls}, ${st.commands} commands in ${st.txWrites} host writes`,
     );
     assert.ok(st.txBlocked > 0, "the host socket pushed back: SENDs were held for 'drain'");
+    assert.ok(
+      st.txWrites * 2 < st.commands,
+      `the SENDs of a batch went to the socket together (${st.txWrites} writes)`,
+    );
     assert.ok(
       st.peakHeldBytes < MiB,
       `the device held at most ${st.peakHeldBytes} bytes of a ${total}-byte transfer`,
@@ -239,6 +262,109 @@ test("host → machine: 16 MiB from a fast writer to a slow program, TCP flow co
     );
   } finally {
     await sink.worker.terminate();
+    await nic.close();
+  }
+});
+
+test("PAUSE holds one connection at the host's TCP window while others go on; RESUME delivers the rest in order", async (t) => {
+  const { m, nic } = machine();
+  const total = 32 * MiB;
+  const pauseAt = 256 * 1024;
+  const w = startNicWorker(m, 0, "tcp-pause", { seed: 13, pauseAt });
+  try {
+    const port = (await w.message("listening")).port as number;
+    const data = streamBytes(13, 0, total);
+    const a = await connect(port);
+    const written = (async (): Promise<void> => {
+      for (let off = 0; off < total; off += 64 * 1024) {
+        if (!a.write(data.subarray(off, off + 64 * 1024))) {
+          await new Promise((r) => a.once("drain", r));
+        }
+      }
+      a.end();
+    })();
+    await w.message("paused");
+    // While A is paused another connection is served in full.
+    const other = streamBytes(99, 0, MiB);
+    const back = await echoThrough(port, other, 16);
+    assert.ok(back.equals(other), "the other connection got its bytes back while A was paused");
+    const during = nic.stats(0);
+    assert.equal(during.pauses, 1);
+    assert.equal(during.resumes, 0);
+    assert.ok(during.toeRxBytes < total, "A's bytes stopped flowing into the machine");
+    w.signal(kResume);
+    await written;
+    const r = await w.done(60_000);
+    a.destroy();
+    const st = nic.stats(0);
+    const layout = nicDmaLayout();
+    const ring = layout.sizes.toeRxBuffers * layout.sizes.toeBufferBytes;
+    t.diagnostic(
+      `bytes of A after its PAUSE: ${r.late} (bound: one RB ring, ${ring}); ` +
+        `device peak ${st.peakHeldBytes} bytes`,
+    );
+    assert.equal(r.received, total, "every byte of A arrived after RESUME");
+    assert.equal(r.mismatches, 0, "in order");
+    assert.equal(r.resumed, 1);
+    assert.ok(
+      (r.late as number) <= ring,
+      `after the PAUSE, A got only buffers posted before it (${r.late} bytes)`,
+    );
+    assert.equal(st.pauses, 1);
+    assert.equal(st.resumes, 1);
+    assert.ok(st.peakHeldBytes < MiB, `device memory stays bounded (${st.peakHeldBytes} bytes)`);
+  } finally {
+    await w.worker.terminate();
+    await nic.close();
+  }
+});
+
+test("PAUSE and RESUME on a listener or an unknown handle answer ERROR, and change nothing", async () => {
+  const { m, nic } = machine();
+  const w = startNicWorker(m, 0, "tcp-pause-errors");
+  try {
+    const r = await w.done();
+    assert.equal(r.listenerPause, ENOTCONN);
+    assert.equal(r.listenerResume, ENOTCONN);
+    assert.equal(r.unknownPause, EBADF);
+    assert.equal(r.unknownResume, EBADF);
+    assert.equal(nic.stats(0).pauses, 0);
+    assert.equal(nic.stats(0).resumes, 0);
+  } finally {
+    await w.worker.terminate();
+    await nic.close();
+  }
+});
+
+test("a receive buffer outside the VF's window: DATA with EFAULT, that connection is reset, the next one is served", async () => {
+  const { m, nic, dma } = machineWithDma();
+  const echo = startNicWorker(m, 0, "tcp-rogue-rb");
+  try {
+    const port = (await echo.message("listening")).port as number;
+    const a = await connect(port);
+    const aEnded = new Promise<number>((resolve) => {
+      let got = 0;
+      a.on("data", (b: Buffer) => {
+        got += b.length;
+      });
+      a.on("close", () => resolve(got));
+      a.on("error", () => {}); // a reset is what is expected
+    });
+    a.write("into the rogue buffer");
+    const err = await echo.message("error");
+    assert.equal(err.errno, EFAULT, "the driver learns why the connection failed");
+    assert.equal(err.token, 0, "a connection failure, not a command's");
+    assert.equal(await aEnded, 0, "no byte of the refused buffer came back");
+    const data = streamBytes(5, 0, 50_000);
+    const back = await echoThrough(port, data, 3);
+    assert.ok(back.equals(data), "the device goes on with the next connection and buffer");
+    const st = nic.stats(0);
+    assert.equal(st.dmaFaults, 1, "exactly the one DMA into the rogue buffer was refused");
+    assert.equal(dma.faults.length, 1);
+    assert.equal(dma.faults[0]?.iova, 0x1000);
+    assert.equal(dma.faults[0]?.write, true);
+  } finally {
+    await echo.worker.terminate();
     await nic.close();
   }
 });

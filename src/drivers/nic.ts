@@ -27,6 +27,13 @@
  * region and are valid only during the callback; the buffer is re-posted to the device after.
  * Event objects are reused (one per type): copy what must outlive the callback.
  *
+ * Receive window: the caller keeps what it copies out of DATA events, so it bounds its own
+ * memory with pauseReceive(conn) (the device stops reading that host socket: TCP's window
+ * closes on the peer) and resumeReceive(conn). Commands queued during pollEvents are published
+ * before its re-posted receive buffers, and the device takes commands before it fills buffers,
+ * so after a pause the connection gets at most the buffers that were posted before it: a caller
+ * that pauses at RX_WINDOW_HIGH holds at most RX_WINDOW_HIGH + (RB ring × buffer) bytes of it.
+ *
  * Reset: the device bumps vrGeneration on every function-level reset (the supervisor's, a PF's,
  * or {@link NicDriver.requestReset}); from then on the driver does nothing until reattach().
  * Who calls: one thread per VF; not re-entrant (do not call pollEvents from its callback).
@@ -46,6 +53,8 @@ import {
   CMD_CLOSE,
   CMD_CONNECT,
   CMD_LISTEN,
+  CMD_PAUSE,
+  CMD_RESUME,
   CMD_SEND,
   CMD_SHUTDOWN_WR,
   CMD_UDP_BIND,
@@ -89,6 +98,7 @@ import {
   nrCmdHead,
   nrCmdSize,
   nrCmdTail,
+  nrDoorbellWakes,
   nrEvBaseHi,
   nrEvBaseLo,
   nrEvHead,
@@ -104,6 +114,8 @@ import {
   nrRxHead,
   nrRxSize,
   nrRxTail,
+  nrSockRxHeld,
+  nrSockRxPeak,
   nrTxBaseHi,
   nrTxBaseLo,
   nrTxHead,
@@ -135,6 +147,21 @@ const TWO_32 = 2 ** 32;
 export const FRAME_BUFFER_BYTES = MAX_FRAME;
 /** Largest UDP payload sendDatagram takes: what fits in one frame. */
 export const MAX_DATAGRAM = MAX_FRAME - UDP_FRAME_OVERHEAD;
+
+/**
+ * The receive window of a socket layer over this driver (domains/network.ts): received bytes it
+ * holds for one connection before it pauses it. 256 KiB: twice Linux's default receive buffer
+ * (tcp_rmem 128 KiB), and more than a connection receives in the ≈ 100 µs it takes to wake a
+ * parked program even at 1 GB/s, ten times what an echo through this machine sustains
+ * (≈ 100 MiB/s each way) — a program that keeps reading never sees a pause — while 1,000
+ * stalled connections hold about a quarter of a GB, not without limit.
+ */
+export const RX_WINDOW_HIGH = 256 * 1024;
+/**
+ * Resume a paused connection once the program has drained it below this: a quarter of the
+ * window, so a reader taking small pieces does not make every recv a PAUSE or RESUME (hysteresis).
+ */
+export const RX_WINDOW_LOW = 64 * 1024;
 
 export interface NicDriverOptions {
   /** Physical byte offset of the wake word the device notifies (line-aligned); 0: none (poll). */
@@ -349,6 +376,11 @@ export interface NicDriverStats {
   readonly rxErrors: number;
   readonly events: number;
   readonly doorbells: number;
+  /** Doorbells that found the device parked (an Atomics.notify each), since construction. */
+  readonly doorbellWakes: number;
+  /** pauseReceive / resumeReceive commands queued. */
+  readonly pauses: number;
+  readonly resumes: number;
 }
 
 /**
@@ -393,6 +425,10 @@ export class NicDriver {
   #rbTail = 0;
   /** Freed EV slots or posted RB buffers not yet rung for. */
   #roomPending = false;
+  /** Commands published by pollEvents (ahead of its re-posted buffers), not yet rung for. */
+  #bellPending = false;
+  /** The doorbell's notify count when the driver last attached (the register counts from it). */
+  #bellBase = 0;
   #nextToken = 1;
   /** TOE send buffers free now: a stack of indexes. */
   readonly #txFree: Int32Array;
@@ -406,6 +442,9 @@ export class NicDriver {
     rxErrors: 0,
     events: 0,
     doorbells: 0,
+    doorbellWakes: 0,
+    pauses: 0,
+    resumes: 0,
   };
 
   // One event object per type, reused (hot paths allocate nothing).
@@ -445,6 +484,8 @@ export class NicDriver {
   readonly #evFrame: Mutable<FrameEvent> = { type: "frame", frame: new Uint8Array(0) };
   /** Whole-buffer views of the TOE receive buffers, made once (the common full-buffer case). */
   readonly #rbViews: Uint8Array[];
+  /** Whole-buffer views of the TOE send buffers, made once (for sendFilled). */
+  readonly #txViews: Uint8Array[];
 
   constructor(mem: PhysicalMemory, vf: VfDescriptor, opts: NicDriverOptions = {}) {
     if (vf.kind !== "nic") {
@@ -488,6 +529,11 @@ export class NicDriver {
     for (let i = 0; i < this.#rbSize; i++) {
       const at = this.#phys + layout.toeRx + i * this.#bufBytes;
       this.#rbViews.push(mem.u8.subarray(at, at + this.#bufBytes));
+    }
+    this.#txViews = [];
+    for (let i = 0; i < s.toeTxBuffers; i++) {
+      const at = this.#phys + layout.toeTx + i * this.#bufBytes;
+      this.#txViews.push(mem.u8.subarray(at, at + this.#bufBytes));
     }
     const magic = Atomics.load(this.#i32, this.#r + vrMagic); // load: written by the PF at enable
     if (magic !== VF_MAGIC_NIC) {
@@ -538,6 +584,15 @@ export class NicDriver {
 
   stats(): NicDriverStats {
     return { ...this.#stats };
+  }
+
+  /**
+   * Report the socket layer's receive figures in the register block, for the hypervisor's
+   * statistics (NicDevice.stats: sockRxHeld, sockRxPeak); the device does not act on them.
+   */
+  reportReceiveWindow(heldBytes: number, peakBytes: number): void {
+    Atomics.store(this.#i32, this.#r + nrSockRxHeld, heldBytes | 0); // publish: statistics
+    Atomics.store(this.#i32, this.#r + nrSockRxPeak, peakBytes | 0); // publish: statistics
   }
 
   /** Free TOE send buffers × their size: how many bytes send() could take now at most. */
@@ -645,6 +700,54 @@ export class NicDriver {
     return off;
   }
 
+  /**
+   * Close `conn`'s receive window: the device stops reading its host socket and holds what it
+   * has (see the header for the bound) → (nothing), or error (token).
+   */
+  pauseReceive(conn: number): number {
+    const t = this.#command(CMD_PAUSE, conn, 0, 0, 0);
+    if (t > 0) this.#stats.pauses++;
+    return t;
+  }
+
+  /** Open `conn`'s receive window again after pauseReceive → (nothing), or error (token). */
+  resumeReceive(conn: number): number {
+    const t = this.#command(CMD_RESUME, conn, 0, 0, 0);
+    if (t > 0) this.#stats.resumes++;
+    return t;
+  }
+
+  /**
+   * send() without a staging copy: `fill(dst, offset)` copies the caller's bytes
+   * [offset, offset + dst.length) straight into a send buffer and returns 0 or -errno (a copyin
+   * from a program's memory). Only as many bytes as fit are asked for. Every buffer is filled
+   * before any command is written, so a failed fill sends nothing: its -errno is returned and
+   * the buffers stay free. Otherwise as send(): the count taken, 0 when none fit.
+   */
+  sendFilled(conn: number, len: number, fill: (dst: Uint8Array, offset: number) => number): number {
+    if (!(conn > 0 && (conn | 0) === conn))
+      throw new InvalidArgumentError(`bad connection ${conn}`);
+    if (!this.#usable() || len <= 0) return 0;
+    const bufBytes = this.#bufBytes;
+    const k = Math.min(Math.ceil(len / bufBytes), this.#txFreeTop, this.#cmdRoom());
+    for (let i = 0, off = 0; i < k; i++, off += bufBytes) {
+      const buf = this.#txFree[this.#txFreeTop - 1 - i];
+      const n = Math.min(len - off, bufBytes);
+      const view = this.#txViews[buf] as Uint8Array;
+      const r = fill(n === bufBytes ? view : view.subarray(0, n), off);
+      if (r < 0) return r; // nothing queued: the buffers are still free
+    }
+    let off = 0;
+    for (let i = 0; i < k; i++) {
+      const buf = this.#txFree[--this.#txFreeTop];
+      const n = Math.min(len - off, bufBytes);
+      const iova = this.#iova + this.layout.toeTx + buf * bufBytes;
+      this.#writeCommand(CMD_SEND, buf, conn, iova % TWO_32, n, Math.floor(iova / TWO_32));
+      off += n;
+    }
+    return off;
+  }
+
   /** Send FIN after everything queued: → (nothing), or error (token). */
   shutdown(conn: number): number {
     return this.#command(CMD_SHUTDOWN_WR, conn, 0, 0, 0);
@@ -695,6 +798,12 @@ export class NicDriver {
       this.#dispatch(onEvent, type, tag, handle, a, b, c);
     }
     if (n > 0) {
+      if (this.#cmdTail !== this.#cmdPublished) {
+        // A PAUSE queued by onEvent must reach the device before the buffers below do.
+        Atomics.store(i32, r + nrCmdTail, this.#cmdTail); // publish: commands, before buffers
+        this.#cmdPublished = this.#cmdTail;
+        this.#bellPending = true;
+      }
       Atomics.store(i32, r + nrEvHead, this.#evNext); // publish: event slots free again
       Atomics.store(i32, r + nrRbTail, this.#rbTail); // publish: receive buffers re-posted
       this.#roomPending = true;
@@ -708,7 +817,8 @@ export class NicDriver {
     if (!this.#usable()) return;
     const i32 = this.#i32;
     const r = this.#r;
-    let ring = false;
+    let ring = this.#bellPending;
+    this.#bellPending = false;
     if (this.#txTail !== this.#txPublished) {
       Atomics.store(i32, r + nrTxTail, this.#txTail); // publish: TX descriptors
       this.#txPublished = this.#txTail;
@@ -727,6 +837,11 @@ export class NicDriver {
     if (ring) {
       this.#stats.doorbells++;
       this.#bell.notify(); // wake: the device, if it parked (NEED_WAKEUP)
+      const woke = this.#bell.notifies;
+      if (woke !== this.#stats.doorbellWakes) {
+        this.#stats.doorbellWakes = woke;
+        Atomics.store(i32, r + nrDoorbellWakes, (woke - this.#bellBase) | 0); // publish: statistics
+      }
     }
   }
 
@@ -778,6 +893,7 @@ export class NicDriver {
     this.#evNext = 0;
     this.#rbTail = this.#rbSize;
     this.#roomPending = false;
+    this.#bellPending = false;
     this.#txFreeTop = 0;
     for (let i = this.#txFree.length - 1; i >= 0; i--) this.#txFree[this.#txFreeTop++] = i;
     this.#listenerPorts.clear();
@@ -798,6 +914,9 @@ export class NicDriver {
     Atomics.store(i32, r + nrCmdTail, 0); // publish: no commands
     Atomics.store(i32, r + nrEvHead, 0); // publish: every event slot free
     Atomics.store(i32, r + nrRbTail, this.#rbTail); // publish: every TOE receive buffer posted
+    this.reportReceiveWindow(0, 0);
+    this.#bellBase = this.#bell.notifies;
+    Atomics.store(i32, r + nrDoorbellWakes, 0); // publish: statistics (since this attach)
     Atomics.store(i32, r + vrIrqWord, this.#irqWord); // publish: where to interrupt
     Atomics.store(i32, r + vrControl, VFC_ENABLE); // publish: configured; the device may start
     this.#bell.notify(); // wake: the device latches the configuration

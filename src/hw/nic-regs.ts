@@ -24,7 +24,11 @@
  *                     size — liburing's convention): TX tail, RX tail, CMD tail, EV head, RB tail
  *   byte 448  line 7  device-written cursors: TX head, RX head, CMD head, EV tail, RB head;
  *                     the holding flag (the TOE waits for EV slots or RB buffers)
- *   byte 512  line 8+ NIC counters (device-written, low 32 bits, wrap): see NIC_COUNTERS
+ *   byte 512  line 8-9 NIC counters (device-written, low 32 bits, wrap): see NIC_COUNTERS
+ *   byte 640  line 10 driver-written figures (plain data for the hypervisor's stats; the device
+ *                     never acts on them): bytes received and not yet read by programs, the
+ *                     most one connection ever held (the receive window), doorbells that woke
+ *                     the device
  *
  * Rings (all in the driver's DMA region, reached by the device only through its DmaPort):
  *
@@ -101,7 +105,7 @@ export const nrHolding = L7 + 5;
 
 // ---- line 8 on: NIC counters (device-written, low 32 bits) ----
 const L8 = L7 + 16;
-/** Names of the NIC counters, in slot order; word nrCounters + k mirrors slot k. */
+/** Names of the NIC counters, in slot order; word nrCounters + k mirrors slot k (32 words at most). */
 export const NIC_COUNTERS = [
   "txFrames",
   "rxFrames",
@@ -124,6 +128,11 @@ export const NIC_COUNTERS = [
   "peakHeldBytes",
   "txBlocked",
   "rxPaused",
+  "txWrites",
+  "irqWakes",
+  "rounds",
+  "pauses",
+  "resumes",
 ] as const;
 export type NicCounterName = (typeof NIC_COUNTERS)[number];
 export const nrCounters = L8;
@@ -149,10 +158,24 @@ export const kHeldBytes = 17; // TCP bytes the device holds now (received not de
 export const kPeakHeldBytes = 18; // the largest kHeldBytes seen since the VF was attached
 export const kTxBlocked = 19; // times a connection's SENDs were held until the host socket drained
 export const kRxPaused = 20; // times a host socket was paused: no RB buffer or EV slot for its bytes
+export const kTxWrites = 21; // host socket writes: a connection's SENDs of one batch make one
+export const kIrqWakes = 22; // interrupts that found the driver parked (an Atomics.notify each)
+export const kRounds = 23; // rounds of the doorbell loop (wake-ups of the device)
+export const kPauses = 24; // PAUSE commands that stopped a connection's receive side
+export const kResumes = 25; // RESUME commands that restarted it
 export const NIC_COUNTER_SLOTS = NIC_COUNTERS.length;
 
+// ---- line 10: socket-layer figures (driver-written, for statistics only) ----
+const L10 = L8 + 32;
+/** Received TCP bytes the driver's socket layer holds, not yet read by programs (all sockets). */
+export const nrSockRxHeld = L10 + 0;
+/** The most received bytes one connection held at once since the driver attached. */
+export const nrSockRxPeak = L10 + 1;
+/** Doorbells that found the device parked (each an Atomics.notify), since the driver attached. */
+export const nrDoorbellWakes = L10 + 2;
+
 /** Bytes of the register block the NIC uses, from byte 0; must fit in VF_REG_BYTES. */
-export const NIC_REG_BYTES = (nrCounters + NIC_COUNTER_SLOTS) * 4;
+export const NIC_REG_BYTES = (L10 + 16) * 4;
 
 // ---- descriptors (TX, RX, RB): 16 bytes, little-endian ----
 export const DESC_BYTES = 16;
@@ -180,6 +203,15 @@ export const CMD_SHUTDOWN_WR = 4; // handle: send FIN after queued SENDs → (no
 export const CMD_CLOSE = 5; // handle (connection or listener) → CLOSED (ERROR EBADF: no such handle)
 export const CMD_UDP_BIND = 6; // a = port (0: ephemeral) → UDP_BOUND or ERROR
 export const CMD_UDP_CLOSE = 7; // a = port → (nothing, or ERROR)
+/**
+ * handle = conn: stop reading the host socket (TCP's window closes on the peer) and hold its
+ * received bytes; DATA already written stays valid → (nothing, or ERROR). Taken before the
+ * device fills any RB buffer posted after it, so once the driver has published PAUSE and then
+ * re-posted buffers, the connection gets at most the buffers that were posted before.
+ */
+export const CMD_PAUSE = 8;
+/** handle = conn: undo PAUSE — deliver the held bytes, read the host socket again → (nothing, or ERROR). */
+export const CMD_RESUME = 9;
 
 // ---- TOE event entries (EV ring): 32 bytes, 8 little-endian u32 ----
 export const EV_BYTES = 32;

@@ -4,8 +4,9 @@
  * host, so that real TCP clients on loopback reach programs behind the network domain.
  *
  * Vocabulary
- *   command   a 32-byte CMD ring entry (LISTEN, CONNECT, SEND, SHUTDOWN_WR, CLOSE, UDP_BIND,
- *             UDP_CLOSE); the `tag` the driver puts in it comes back in the events it causes
+ *   command   a 32-byte CMD ring entry (LISTEN, CONNECT, SEND, SHUTDOWN_WR, CLOSE, PAUSE, RESUME,
+ *             UDP_BIND, UDP_CLOSE); the `tag` the driver puts in it comes back in the events it
+ *             causes
  *   event     a 32-byte EV ring entry (LISTENING, ACCEPTED, CONNECTED, DATA, EOF, SENT, CLOSED,
  *             ERROR, UDP_BOUND)
  *   handle    names a listener or a connection: slot | sequence << 12 (src/hw/nic-regs.ts)
@@ -18,13 +19,32 @@
  *   - Data enters and leaves only by DMA through the DmaPort: SEND's bytes are DMA-read from the
  *     driver's buffer, received bytes DMA-written into RB buffers the driver posted, one DATA
  *     event per filled buffer.
+ *   - Ring entries move in bursts, as a NIC's descriptor prefetch and write-back do: the
+ *     commands waiting (up to the ring's wrap) are read with one DMA, the RB descriptors posted
+ *     likewise, and the events and descriptor write-backs of a pump are staged in shadow copies
+ *     and written with one DMA per contiguous run just before the cursors are published. A small
+ *     request and its answer cost two data DMAs and a share of four ring DMAs, not seven DMAs.
+ *   - Host callbacks do not pump: they queue, and ask the NIC for a pump at its moderation point
+ *     (src/hw/nic.ts: one per turn of the event loop), so the connections that were readable in
+ *     one turn share one pump, one set of ring DMAs and one interrupt.
  *   - Back-pressure, never loss, both ways. Host → machine: a connection whose queue still holds
- *     bytes after a pump (no RB buffer posted, or no EV slot) has its host socket paused, and
- *     resumed when the queue drains, so a fast sender sees TCP flow control; the device holds at
- *     most the chunk in hand per connection. Machine → host: when socket.write() returns false the
- *     connection's later SEND/SHUTDOWN_WR/CLOSE commands are set aside (their buffers untouched,
- *     no SENT) until 'drain'; other connections' commands go on. The driver runs out of SEND
- *     buffers and send() returns 0: flow control reaches the program.
+ *     bytes after a pump (no RB buffer posted, or no EV slot), or that delivers a second chunk
+ *     before the pump took the first, has its host socket paused, and resumed when the queue
+ *     drains, so a fast sender sees TCP flow control; the device holds at most two chunks in hand
+ *     per connection. The driver closes a connection's window itself with
+ *     PAUSE (its socket layer holds as much as it wants to for a program that does not read):
+ *     the host socket stays paused and the connection's queued bytes wait, until RESUME; other
+ *     connections go on. Commands are taken before RB buffers are filled, every pump: a driver
+ *     that publishes PAUSE before it re-posts buffers gets no byte of that connection in them.
+ *     Machine → host: when socket.write() returns false the connection's later
+ *     SEND/SHUTDOWN_WR/CLOSE commands are set aside (their buffers untouched, no SENT) until
+ *     'drain'; other connections' commands go on. The driver runs out of SEND buffers and send()
+ *     returns 0: flow control reaches the program.
+ *   - One host write per connection per batch: the SENDs of one connection taken in one pump are
+ *     handed to its socket together (cork/uncork: one writev), so a 64 KiB send of the program —
+ *     sixteen 4 KiB SENDs — costs one system call, not sixteen. A lone SEND is written as it is.
+ *     A socket left above its high-water mark by the batch holds the connection's later
+ *     commands for 'drain', as above.
  *   - The device never overwrites an unconsumed event; with the EV ring full it stops taking
  *     commands (their answers would have nowhere to go) and holds host events in the queues.
  *   - Fairness: connections with queued work are served round-robin, one event per turn.
@@ -37,7 +57,8 @@
  * LISTEN's ERROR) is written; every SEND is answered by exactly one SENT or ERROR (so the driver gets each buffer
  * back); EV slots in [head, tail) are never written.
  * Who calls: src/hw/nic.ts creates one ToeFunction per enabled VF and calls service()/ready()
- * from its doorbell loop on the hypervisor thread; host socket callbacks run on the same thread.
+ * from its doorbell loop and service() from its moderation point, on the hypervisor thread;
+ * host socket callbacks run on the same thread and call ToeHost.schedule().
  */
 
 import net from "node:net";
@@ -67,6 +88,8 @@ import {
   CMD_CLOSE,
   CMD_CONNECT,
   CMD_LISTEN,
+  CMD_PAUSE,
+  CMD_RESUME,
   CMD_SEND,
   CMD_SHUTDOWN_WR,
   CMD_UDP_BIND,
@@ -80,6 +103,7 @@ import {
   DESC_BYTES,
   DF_DONE,
   DF_ERR,
+  dFlags,
   dIovaHi,
   dIovaLo,
   dLength,
@@ -105,12 +129,15 @@ import {
   kErrors,
   kEvents,
   kHeldBytes,
+  kPauses,
   kPeakHeldBytes,
   kRefused,
+  kResumes,
   kRxPaused,
   kToeRxBytes,
   kToeTxBytes,
   kTxBlocked,
+  kTxWrites,
   nrCmdHead,
   nrCmdTail,
   nrEvHead,
@@ -140,8 +167,12 @@ export interface ToeRings {
 
 /** What the VF around the TOE provides (src/hw/nic.ts). */
 export interface ToeHost {
-  /** Publish counters and notify the driver's irq wake word (a message-signalled interrupt). */
-  interrupt(): void;
+  /**
+   * A host callback queued work: call service() at the next moderation point, and interrupt the
+   * driver (publish counters, notify its irq wake word: a message-signalled interrupt) if it
+   * wrote events.
+   */
+  schedule(): void;
   /** A ring the device cannot reach or a broken ring protocol: the VF stops (VF_FAILED). */
   fail(why: string): void;
   /** UDP_BIND and UDP_CLOSE belong to the UDP uplink; the TOE only decodes them. */
@@ -225,10 +256,22 @@ class Conn {
   readonly q: QueueItem[] = [];
   /** Bytes of q[0] (a Buffer) already delivered. */
   qOff = 0;
+  /** Received bytes in q not yet delivered. */
+  qBytes = 0;
   /** On the round-robin list of connections with queued work. */
   queued = false;
-  /** The host socket is paused because q holds bytes. */
+  /** q holds bytes no RB buffer or EV slot took: the host socket must not read. */
   paused = false;
+  /** The driver sent PAUSE: the host socket must not read, and q's bytes wait for RESUME. */
+  rxStopped = false;
+  /** What the host socket is now: socket.pause() was called last (see #syncReading). */
+  socketPaused = false;
+  /** This batch's first SEND, not yet written: a second one corks the socket (see #send). */
+  txFirst: Buffer | null = null;
+  /** The socket is corked for this batch's SENDs: uncork when the batch ends. */
+  txCorked = false;
+  /** On the list of connections with SENDs of this batch to hand to the socket. */
+  txListed = false;
   /** socket.write() returned false: commands wait for 'drain'. */
   blocked = false;
   /** Commands set aside while blocked, DEFERRED_WORDS numbers each, from dHead. */
@@ -332,6 +375,8 @@ export class ToeFunction {
 
   // Device cursors (free-running, published to nr*Head / nrEvTail).
   #cmdHead = 0;
+  /** The command tail the last #takeCommands loaded. */
+  #cmdSeen = 0;
   #evTail = 0;
   #rbHead = 0;
   // What the last pump saw: a change means room came back (see ready()).
@@ -341,6 +386,8 @@ export class ToeFunction {
   readonly #outbox = new EventFifo();
   /** Round-robin list of connections whose queue holds work. */
   readonly #ready: Conn[] = [];
+  /** Connections with SENDs of the current batch not yet handed to their socket. */
+  readonly #txList: Conn[] = [];
   readonly #slots: (HandleEntry | undefined)[];
   readonly #seq: Int32Array;
   readonly #freeSlots: number[] = [];
@@ -348,15 +395,18 @@ export class ToeFunction {
   #txHeld = 0;
   #closed = false;
 
-  // DMA scratch, made once.
-  readonly #cmd = new Uint8Array(CMD_BYTES);
-  readonly #cmdDv = new DataView(this.#cmd.buffer);
-  readonly #ev = new Uint8Array(EV_BYTES);
-  readonly #evDv = new DataView(this.#ev.buffer);
-  readonly #desc = new Uint8Array(DESC_BYTES);
-  readonly #descDv = new DataView(this.#desc.buffer);
-  readonly #wb = new Uint8Array(8);
-  readonly #wbDv = new DataView(this.#wb.buffer);
+  // Shadow copies of the three rings (see the header), made once; entry i of a ring is at
+  // i × its entry size. #evFlushed and #rbFlushed: entries before them are in guest memory;
+  // #rbFetched: RB descriptors before it are in the shadow.
+  readonly #cmdShadow: Uint8Array;
+  readonly #cmdDv: DataView;
+  readonly #evShadow: Uint8Array;
+  readonly #evDv: DataView;
+  readonly #rbShadow: Uint8Array;
+  readonly #rbDv: DataView;
+  #evFlushed = 0;
+  #rbFetched = 0;
+  #rbFlushed = 0;
 
   constructor(
     dma: DmaPort,
@@ -378,6 +428,12 @@ export class ToeFunction {
     this.#opts = opts;
     this.#slots = new Array(opts.maxHandles + 1);
     this.#seq = new Int32Array(opts.maxHandles + 1).fill(1);
+    this.#cmdShadow = new Uint8Array(rings.cmdSize * CMD_BYTES);
+    this.#cmdDv = new DataView(this.#cmdShadow.buffer);
+    this.#evShadow = new Uint8Array(rings.evSize * EV_BYTES);
+    this.#evDv = new DataView(this.#evShadow.buffer);
+    this.#rbShadow = new Uint8Array(rings.rbSize * DESC_BYTES);
+    this.#rbDv = new DataView(this.#rbShadow.buffer);
     for (let s = opts.maxHandles; s >= 1; s--) this.#freeSlots.push(s);
   }
 
@@ -404,40 +460,7 @@ export class ToeFunction {
 
   /** Take commands (up to a batch) and write what events fit. Returns the events written. */
   service(): number {
-    if (this.#closed) return 0;
-    let written = this.#pump();
-    const i32 = this.#i32;
-    const r = this.#regs;
-    const tail = Atomics.load(i32, r + nrCmdTail); // consume: commands published before tail
-    if ((tail - this.#cmdHead) >>> 0 > this.#rings.cmdSize) {
-      this.#host.fail(`toe: command tail ${tail} ran past head ${this.#cmdHead} by over the ring`);
-      return written;
-    }
-    let n = 0;
-    while (this.#cmdHead !== tail && this.#outbox.size === 0 && n < CMD_BATCH && !this.#closed) {
-      const at = this.#rings.cmdBase + (this.#cmdHead & (this.#rings.cmdSize - 1)) * CMD_BYTES;
-      if (!this.#dmaRead(at, this.#cmd)) {
-        this.#host.fail(`toe: command ring unreadable at IOVA ${at}`);
-        return written;
-      }
-      this.#cmdHead = (this.#cmdHead + 1) | 0;
-      n++;
-      this.#counters[kCommands]++;
-      const dv = this.#cmdDv;
-      this.#execute(
-        dv.getUint32(cOp, true),
-        dv.getInt32(cTag, true),
-        dv.getInt32(cHandle, true),
-        dv.getUint32(cA, true),
-        dv.getUint32(cB, true),
-        dv.getUint32(cC, true),
-      );
-      if (this.#outbox.size > 0) written += this.#pump();
-    }
-    if (this.#closed) return written;
-    Atomics.store(i32, r + nrCmdHead, this.#cmdHead); // publish: slots free
-    // Commands may have queued work on connections (a CLOSE of a dead one: its CLOSED).
-    return written + this.#pump();
+    return this.#pump();
   }
 
   /** Queue an event answering a command (the UDP uplink's UDP_BOUND and ERROR use it too). */
@@ -445,9 +468,9 @@ export class ToeFunction {
     if (!this.#closed) this.#outbox.push(type, tag, handle, a, b, c);
   }
 
-  /** Write what fits and interrupt if anything was written: for host callbacks. */
+  /** Host callbacks (and the UDP uplink) queued work: pump at the NIC's moderation point. */
   flush(): void {
-    if (!this.#closed && this.#pump() > 0) this.#host.interrupt();
+    if (!this.#closed) this.#host.schedule();
   }
 
   /** Close every host server and socket and forget all queued work (reset, disable, close). */
@@ -464,6 +487,7 @@ export class ToeFunction {
     }
     this.#outbox.clear();
     this.#ready.length = 0;
+    this.#txList.length = 0;
     this.#rxHeld = 0;
     this.#txHeld = 0;
     this.#noteHeld();
@@ -499,6 +523,17 @@ export class ToeFunction {
         } else {
           this.#connCommand(e, op, tag, a, b, c);
         }
+        return;
+      }
+      case CMD_PAUSE:
+      case CMD_RESUME: {
+        // The receive side: acts at once, even while the connection's SENDs wait for 'drain'.
+        const e = this.#lookup(handle);
+        if (!e) this.#error(tag, handle, EBADF, op);
+        else if (e.kind === "listener") this.#error(tag, handle, ENOTCONN, op);
+        else if (e.closing || e.closeRequested) this.#error(tag, handle, EBADF, op);
+        else if (op === CMD_PAUSE) this.#stopReceiving(e);
+        else this.#startReceiving(e);
         return;
       }
       case CMD_UDP_BIND:
@@ -613,14 +648,10 @@ export class ToeFunction {
       this.#rxHeld += chunk.length;
       this.#noteHeld();
       this.#enqueue(conn, chunk);
-      const wrote = this.#pump();
-      // Bytes still queued: no buffer or no event slot. Stop reading: TCP's window closes.
-      if (conn.q.length > 0 && !conn.paused && !conn.freed) {
-        conn.paused = true;
-        this.#counters[kRxPaused]++;
-        s.pause();
-      }
-      if (wrote > 0) this.#host.interrupt();
+      conn.qBytes += chunk.length;
+      // A second chunk before the pump took the first: stop reading (TCP's window closes).
+      if (conn.qBytes > chunk.length) this.#holdBack(conn);
+      this.#host.schedule();
     });
     s.on("end", () => {
       if (conn.freed || conn.closeRequested) return;
@@ -677,14 +708,64 @@ export class ToeFunction {
       this.#error(tag, h, EFAULT, CMD_SEND);
       return;
     }
-    const flushed = conn.socket.write(buf);
     this.#counters[kToeTxBytes] += len;
-    this.#sampleTx(conn);
     this.post(EV_SENT, tag, h, 0, len, 0);
-    if (!flushed) {
+    if (!conn.txListed) {
+      conn.txListed = true;
+      this.#txList.push(conn);
+    }
+    if (conn.txFirst === null && !conn.txCorked) {
+      conn.txFirst = buf; // written when the batch ends, alone or with the SENDs after it
+      return;
+    }
+    if (!conn.txCorked) {
+      conn.txCorked = true;
+      conn.socket.cork();
+      conn.socket.write(conn.txFirst as Buffer);
+      conn.txFirst = null;
+    }
+    // Corked: it leaves with the batch's writev at uncork, where a full socket marks the
+    // connection blocked. The batch is bounded by the driver's SEND buffers.
+    conn.socket.write(buf);
+  }
+
+  /** socket.write(), noting when the socket's buffer is full (later commands wait for 'drain'). */
+  #write(conn: Conn, buf: Buffer): void {
+    if (!conn.socket.write(buf) && !conn.blocked) {
       conn.blocked = true;
       this.#counters[kTxBlocked]++;
     }
+  }
+
+  /** Hand a connection's SENDs of this batch to its socket: one write, or one uncork (writev). */
+  #flushTx(conn: Conn): void {
+    if (!conn.txListed) return;
+    conn.txListed = false;
+    if (conn.dead) {
+      conn.txFirst = null; // reset by the device meanwhile (#abort): nothing goes out
+      conn.txCorked = false;
+      return;
+    }
+    const first = conn.txFirst;
+    if (first !== null) {
+      conn.txFirst = null;
+      this.#write(conn, first);
+    } else if (conn.txCorked) {
+      conn.txCorked = false;
+      conn.socket.uncork();
+      if (conn.socket.writableNeedDrain && !conn.blocked) {
+        conn.blocked = true; // later commands wait for 'drain'
+        this.#counters[kTxBlocked]++;
+      }
+    }
+    this.#counters[kTxWrites]++;
+    this.#sampleTx(conn);
+  }
+
+  #flushTxList(): void {
+    const list = this.#txList;
+    for (let i = 0; i < list.length; i++) this.#flushTx(list[i]);
+    list.length = 0;
   }
 
   #shutdown(conn: Conn, tag: number): void {
@@ -698,6 +779,7 @@ export class ToeFunction {
     }
     if (conn.writeShut) return;
     conn.writeShut = true;
+    this.#flushTx(conn);
     conn.socket.end(); // FIN after everything written so far
   }
 
@@ -707,16 +789,46 @@ export class ToeFunction {
     this.#dropReceived(conn);
     conn.closing = true;
     conn.closeTag = tag;
+    this.#flushTx(conn);
     if (conn.dead || !conn.connected) {
       this.#queueClosed(conn);
       if (!conn.connected) conn.socket.destroy();
       return;
     }
-    if (conn.paused) {
-      conn.paused = false;
-      conn.socket.resume(); // read and drop, rather than leave the peer stalled on a full window
-    }
+    // Read and drop, rather than leave the peer stalled on a full window.
+    conn.paused = false;
+    conn.rxStopped = false;
+    this.#syncReading(conn);
     conn.socket.destroySoon(); // end() and destroy once every written byte is out
+  }
+
+  /** PAUSE: stop reading the host socket; queued bytes wait (see #deliverQueued). */
+  #stopReceiving(conn: Conn): void {
+    if (conn.rxStopped) return;
+    conn.rxStopped = true;
+    this.#counters[kPauses]++;
+    this.#syncReading(conn);
+  }
+
+  /** RESUME: queued bytes move again, and the socket reads once they are delivered. */
+  #startReceiving(conn: Conn): void {
+    if (!conn.rxStopped) return;
+    conn.rxStopped = false;
+    this.#counters[kResumes]++;
+    if (conn.q.length > 0 && !conn.queued) {
+      conn.queued = true;
+      this.#ready.push(conn);
+    }
+    this.#syncReading(conn);
+  }
+
+  /** Pause or resume the host socket: it reads only while neither the device nor the driver holds it. */
+  #syncReading(conn: Conn): void {
+    const stop = conn.paused || conn.rxStopped;
+    if (stop === conn.socketPaused || conn.dead || conn.freed) return;
+    conn.socketPaused = stop;
+    if (stop) conn.socket.pause();
+    else conn.socket.resume();
   }
 
   #closeListener(l: Listener, tag: number): void {
@@ -745,6 +857,7 @@ export class ToeFunction {
       if (conn.closing) this.#error(tag, conn.handle, EBADF, op);
       else this.#connCommand(conn, op, tag, a, b, c);
     }
+    this.#flushTxList();
     if (i >= d.length) {
       d.length = 0;
       conn.dHead = 0;
@@ -762,6 +875,7 @@ export class ToeFunction {
     }
     q.length = 0;
     conn.qOff = 0;
+    conn.qBytes = 0;
     this.#noteHeld();
   }
 
@@ -780,25 +894,115 @@ export class ToeFunction {
   }
 
   /**
-   * Write every event that fits: first the outbox (answers to commands, in order), then one
-   * event per connection in turn. Publishes EV tail and RB head. Returns the events written.
+   * One pass of the device: write the outbox (answers to commands, in order), take the commands
+   * that wait (up to a batch), then write one event per connection in turn, filling RB buffers.
+   * Publishes RB head, EV tail and the holding flag. Returns the events written.
+   *
+   * The RB tail is loaded before the command tail, and no buffer is filled while a command
+   * published before that command tail is still untaken: a PAUSE the driver published before
+   * re-posting buffers always acts before those buffers are filled (JS atomics are sequentially
+   * consistent, so seeing the buffers means seeing the command).
    */
   #pump(): number {
     if (this.#closed) return 0;
     const i32 = this.#i32;
     const r = this.#regs;
-    const evHead = Atomics.load(i32, r + nrEvHead); // consume: event slots the driver freed
+    const rbTail = Atomics.load(i32, r + nrRbTail); // consume: RB buffers posted before tail
+    this.#seenRbTail = rbTail;
+    let written = this.#writeOutbox();
+    if (this.#outbox.size === 0 && !this.#closed) written += this.#takeCommands();
+    if (this.#closed) return written;
+    if (this.#outbox.size === 0 && this.#cmdHead === this.#cmdSeen) {
+      written += this.#deliverQueued(rbTail);
+      if (this.#closed) return written;
+    }
+    if (!this.#flushShadows()) return written;
+    Atomics.store(i32, r + nrRbHead, this.#rbHead); // publish: buffers filled
+    Atomics.store(i32, r + nrEvTail, this.#evTail); // publish: events written (after their data)
+    this.#publishHolding();
+    this.#counters[kEvents] += written;
+    return written;
+  }
+
+  /**
+   * Write the staged events and RB write-backs into guest memory, one DMA per contiguous run
+   * (two at a ring's wrap). False if the ring is unwritable (the VF failed).
+   */
+  #flushShadows(): boolean {
+    const rings = this.#rings;
+    if (this.#rbFlushed !== this.#rbHead) {
+      const ok = this.#writeRun(
+        this.#rbShadow,
+        rings.rbBase,
+        rings.rbSize,
+        DESC_BYTES,
+        this.#rbFlushed,
+        this.#rbHead,
+      );
+      if (!ok) {
+        this.#host.fail(`toe: receive-buffer ring unwritable at IOVA ${rings.rbBase}`);
+        return false;
+      }
+      this.#rbFlushed = this.#rbHead;
+    }
+    if (this.#evFlushed !== this.#evTail) {
+      const ok = this.#writeRun(
+        this.#evShadow,
+        rings.evBase,
+        rings.evSize,
+        EV_BYTES,
+        this.#evFlushed,
+        this.#evTail,
+      );
+      if (!ok) {
+        this.#host.fail(`toe: event ring unwritable at IOVA ${rings.evBase}`);
+        return false;
+      }
+      this.#evFlushed = this.#evTail;
+    }
+    return true;
+  }
+
+  /** DMA entries [from, to) (free-running) of a ring from its shadow: ≤ 2 runs. */
+  #writeRun(
+    shadow: Uint8Array,
+    base: number,
+    size: number,
+    bytes: number,
+    from: number,
+    to: number,
+  ): boolean {
+    let i = from;
+    while (i !== to) {
+      const slot = i & (size - 1);
+      const n = Math.min((to - i) >>> 0, size - slot);
+      const at = slot * bytes;
+      if (!this.#dmaWrite(base + at, shadow.subarray(at, at + n * bytes))) return false;
+      i = (i + n) | 0;
+    }
+    return true;
+  }
+
+  /** Free EV slots now, or -1 if the driver's head is out of bounds (the VF failed). */
+  #evRoom(): number {
+    const evHead = Atomics.load(this.#i32, this.#regs + nrEvHead); // consume: slots the driver freed
     this.#seenEvHead = evHead;
     const used = (this.#evTail - evHead) >>> 0;
     if (used > this.#rings.evSize) {
       this.#host.fail(`toe: event head ${evHead} ran past tail ${this.#evTail}`);
-      return 0;
+      return -1;
     }
-    let room = this.#rings.evSize - used;
-    let written = 0;
+    return this.#rings.evSize - used;
+  }
+
+  /** Write what fits of the outbox into the EV ring (not yet published). */
+  #writeOutbox(): number {
     const out = this.#outbox;
+    if (out.size === 0) return 0;
+    let room = this.#evRoom();
+    let written = 0;
     while (out.size > 0 && room > 0) {
-      const ok = this.#writeEvent(
+      this.#writeEvent(
         out.peek(0),
         out.peek(1),
         out.peek(2),
@@ -806,24 +1010,74 @@ export class ToeFunction {
         out.peek(4),
         out.peek(5),
       );
-      if (!ok) return written;
       out.shift();
       room--;
       written++;
     }
-    if (out.size > 0) {
-      Atomics.store(i32, r + nrEvTail, this.#evTail); // publish: events written
-      this.#publishHolding();
-      this.#counters[kEvents] += written;
-      return written;
+    return written;
+  }
+
+  /**
+   * Take the commands published so far, up to a batch, while their answers have room; then hand
+   * the batch's SENDs to the host sockets. Returns the events written meanwhile.
+   */
+  #takeCommands(): number {
+    const i32 = this.#i32;
+    const r = this.#regs;
+    const tail = Atomics.load(i32, r + nrCmdTail); // consume: commands published before tail
+    this.#cmdSeen = tail;
+    if (tail === this.#cmdHead) return 0;
+    if ((tail - this.#cmdHead) >>> 0 > this.#rings.cmdSize) {
+      this.#host.fail(`toe: command tail ${tail} ran past head ${this.#cmdHead} by over the ring`);
+      return 0;
     }
-    const rbTail = Atomics.load(i32, r + nrRbTail); // consume: RB buffers posted before tail
-    this.#seenRbTail = rbTail;
+    const rings = this.#rings;
+    const dv = this.#cmdDv;
+    let n = 0;
+    let fetched = this.#cmdHead; // commands before it are in the shadow
+    let written = 0;
+    while (this.#cmdHead !== tail && this.#outbox.size === 0 && n < CMD_BATCH && !this.#closed) {
+      const slot = this.#cmdHead & (rings.cmdSize - 1);
+      if (this.#cmdHead === fetched) {
+        // Read what waits up to the ring's wrap (or the batch's end) with one DMA.
+        const k = Math.min((tail - fetched) >>> 0, rings.cmdSize - slot, CMD_BATCH - n);
+        const at = slot * CMD_BYTES;
+        if (!this.#dmaRead(rings.cmdBase + at, this.#cmdShadow.subarray(at, at + k * CMD_BYTES))) {
+          this.#host.fail(`toe: command ring unreadable at IOVA ${rings.cmdBase + at}`);
+          return written;
+        }
+        fetched = (fetched + k) | 0;
+      }
+      this.#cmdHead = (this.#cmdHead + 1) | 0;
+      n++;
+      this.#counters[kCommands]++;
+      const e = slot * CMD_BYTES;
+      this.#execute(
+        dv.getUint32(e + cOp, true),
+        dv.getInt32(e + cTag, true),
+        dv.getInt32(e + cHandle, true),
+        dv.getUint32(e + cA, true),
+        dv.getUint32(e + cB, true),
+        dv.getUint32(e + cC, true),
+      );
+      if (this.#outbox.size > 0) written += this.#writeOutbox();
+    }
+    if (this.#closed) return written;
+    Atomics.store(i32, r + nrCmdHead, this.#cmdHead); // publish: slots free
+    this.#flushTxList();
+    return written;
+  }
+
+  /** Write the connections' queued work, one event per connection in turn (round-robin). */
+  #deliverQueued(rbTail: number): number {
     if ((rbTail - this.#rbHead) >>> 0 > this.#rings.rbSize) {
       this.#host.fail(`toe: receive-buffer tail ${rbTail} ran past head ${this.#rbHead}`);
-      return written;
+      return 0;
     }
     const list = this.#ready;
+    if (list.length === 0) return 0;
+    let room = this.#evRoom();
+    let written = 0;
     while (list.length > 0 && room > 0 && !this.#closed) {
       const conn = list[0];
       const item = conn.q[0];
@@ -833,11 +1087,15 @@ export class ToeFunction {
         continue;
       }
       if (typeof item === "number") {
-        if (!this.#writeMarker(conn, item)) return written;
+        this.#writeMarker(conn, item);
         conn.q.shift();
+      } else if (conn.rxStopped) {
+        list.shift(); // PAUSE: its bytes (and what follows them) wait for RESUME
+        conn.queued = false;
+        continue;
       } else {
         if (this.#rbHead === rbTail) break; // no buffer posted: everything waits for RB tail
-        if (!this.#deliver(conn, item)) return written;
+        if (!this.#deliver(conn, item, rbTail)) return written;
       }
       room--;
       written++;
@@ -846,17 +1104,23 @@ export class ToeFunction {
         list.push(conn); // round-robin: one event per connection per turn
       } else {
         conn.queued = false;
-        if (conn.paused && !conn.freed && !conn.dead) {
-          conn.paused = false;
-          conn.socket.resume(); // its bytes are all delivered: let TCP's window open again
+        if (conn.paused && !conn.freed) {
+          conn.paused = false; // its bytes are all delivered: let TCP's window open again
+          this.#syncReading(conn);
         }
       }
     }
-    Atomics.store(i32, r + nrRbHead, this.#rbHead); // publish: buffers filled
-    Atomics.store(i32, r + nrEvTail, this.#evTail); // publish: events written (after their data)
-    this.#publishHolding();
-    this.#counters[kEvents] += written;
+    // Bytes still queued (no buffer or no event slot): stop reading those sockets.
+    for (let i = 0; i < list.length; i++) if (list[i].qBytes > 0) this.#holdBack(list[i]);
     return written;
+  }
+
+  /** The device holds bytes of `conn` it cannot deliver yet: pause its host socket. */
+  #holdBack(conn: Conn): void {
+    if (conn.paused || conn.freed) return;
+    conn.paused = true;
+    this.#counters[kRxPaused]++;
+    this.#syncReading(conn);
   }
 
   /** Tell the driver whether freed EV slots or posted RB buffers would let held work move. */
@@ -865,25 +1129,31 @@ export class ToeFunction {
     Atomics.store(this.#i32, this.#regs + nrHolding, holding); // publish: before the device parks
   }
 
-  #writeMarker(conn: Conn, m: number): boolean {
+  #writeMarker(conn: Conn, m: number): void {
     const h = conn.handle;
     switch (m) {
       case M_ACCEPTED:
-        return this.#writeEvent(EV_ACCEPTED, 0, h, conn.remoteIp, conn.remotePort, conn.listener);
+        this.#writeEvent(EV_ACCEPTED, 0, h, conn.remoteIp, conn.remotePort, conn.listener);
+        return;
       case M_CONNECTED:
-        return this.#writeEvent(EV_CONNECTED, conn.tag, h, conn.localPort, 0, 0);
+        this.#writeEvent(EV_CONNECTED, conn.tag, h, conn.localPort, 0, 0);
+        return;
       case M_EOF:
-        return this.#writeEvent(EV_EOF, 0, h, 0, 0, 0);
+        this.#writeEvent(EV_EOF, 0, h, 0, 0, 0);
+        return;
       case M_ERROR:
-        return this.#writeEvent(EV_ERROR, 0, h, conn.errno, 0, 0);
+        this.#writeEvent(EV_ERROR, 0, h, conn.errno, 0, 0);
+        return;
       case M_CLOSED:
         this.#release(conn);
-        return this.#writeEvent(EV_CLOSED, conn.closeTag, h, 0, 0, 0);
+        this.#writeEvent(EV_CLOSED, conn.closeTag, h, 0, 0, 0);
+        return;
       default:
         // M_CONNECT_FAILED: the driver never learnt the handle; it is released here.
         this.#release(conn);
         conn.socket.destroy();
-        return this.#writeEvent(EV_ERROR, conn.tag, h, conn.errno, CMD_CONNECT, 0);
+        this.#writeEvent(EV_ERROR, conn.tag, h, conn.errno, CMD_CONNECT, 0);
+        return;
     }
   }
 
@@ -892,27 +1162,33 @@ export class ToeFunction {
    * A buffer the IOMMU refuses is reported (DATA with errno EFAULT) and aborts the connection:
    * TCP bytes are never silently lost, so the stream fails instead.
    */
-  #deliver(conn: Conn, chunk: Buffer): boolean {
+  #deliver(conn: Conn, chunk: Buffer, rbTail: number): boolean {
     const rings = this.#rings;
     const slot = this.#rbHead & (rings.rbSize - 1);
-    const at = rings.rbBase + slot * DESC_BYTES;
-    if (!this.#dmaRead(at, this.#desc)) {
-      this.#host.fail(`toe: receive-buffer ring unreadable at IOVA ${at}`);
-      return false;
+    if (this.#rbHead === this.#rbFetched) {
+      // Read the posted descriptors up to the ring's wrap with one DMA.
+      const k = Math.min((rbTail - this.#rbHead) >>> 0, rings.rbSize - slot);
+      const at = slot * DESC_BYTES;
+      if (!this.#dmaRead(rings.rbBase + at, this.#rbShadow.subarray(at, at + k * DESC_BYTES))) {
+        this.#host.fail(`toe: receive-buffer ring unreadable at IOVA ${rings.rbBase + at}`);
+        return false;
+      }
+      this.#rbFetched = (this.#rbFetched + k) | 0;
     }
-    const dv = this.#descDv;
-    const iova = dv.getUint32(dIovaHi, true) * TWO_32 + dv.getUint32(dIovaLo, true);
-    const cap = dv.getUint32(dLength, true);
+    const dv = this.#rbDv;
+    const d = slot * DESC_BYTES;
+    const iova = dv.getUint32(d + dIovaHi, true) * TWO_32 + dv.getUint32(d + dIovaLo, true);
+    const cap = dv.getUint32(d + dLength, true);
     const n = Math.min(cap, chunk.length - conn.qOff);
     let errno = 0;
     if (n === 0) errno = EINVAL;
     else if (!this.#dmaWrite(iova, chunk.subarray(conn.qOff, conn.qOff + n))) errno = EFAULT;
-    if (!this.#writeBack(at, errno === 0 ? n : 0, errno === 0 ? DF_DONE : DF_DONE | DF_ERR)) {
-      return false;
-    }
+    // Write-back into the shadow: #flushShadows writes it before RB head is published.
+    dv.setUint32(d + dLength, errno === 0 ? n : 0, true);
+    dv.setUint32(d + dFlags, errno === 0 ? DF_DONE : DF_DONE | DF_ERR, true);
     this.#rbHead = (this.#rbHead + 1) | 0;
     const len = errno === 0 ? n : 0;
-    if (!this.#writeEvent(EV_DATA, 0, conn.handle, slot, len, errno)) return false;
+    this.#writeEvent(EV_DATA, 0, conn.handle, slot, len, errno);
     if (errno !== 0) {
       this.#counters[kErrors]++;
       this.#abort(conn, errno);
@@ -920,6 +1196,7 @@ export class ToeFunction {
     }
     this.#counters[kToeRxBytes] += n;
     this.#rxHeld -= n;
+    conn.qBytes -= n;
     this.#noteHeld();
     conn.qOff += n;
     if (conn.qOff === chunk.length) {
@@ -937,31 +1214,17 @@ export class ToeFunction {
     conn.socket.destroy();
   }
 
-  #writeEvent(type: number, tag: number, handle: number, a: number, b: number, c: number): boolean {
+  /** Stage an event in the shadow EV ring (#flushShadows writes it); the caller checked room. */
+  #writeEvent(type: number, tag: number, handle: number, a: number, b: number, c: number): void {
     const dv = this.#evDv;
-    dv.setUint32(eType, type, true);
-    dv.setInt32(eTag, tag, true);
-    dv.setInt32(eHandle, handle, true);
-    dv.setUint32(eA, a >>> 0, true);
-    dv.setUint32(eB, b >>> 0, true);
-    dv.setUint32(eC, c >>> 0, true);
-    const at = this.#rings.evBase + (this.#evTail & (this.#rings.evSize - 1)) * EV_BYTES;
-    if (!this.#dmaWrite(at, this.#ev)) {
-      this.#host.fail(`toe: event ring unwritable at IOVA ${at}`);
-      return false;
-    }
+    const at = (this.#evTail & (this.#rings.evSize - 1)) * EV_BYTES;
+    dv.setUint32(at + eType, type, true);
+    dv.setInt32(at + eTag, tag, true);
+    dv.setInt32(at + eHandle, handle, true);
+    dv.setUint32(at + eA, a >>> 0, true);
+    dv.setUint32(at + eB, b >>> 0, true);
+    dv.setUint32(at + eC, c >>> 0, true);
     this.#evTail = (this.#evTail + 1) | 0;
-    return true;
-  }
-
-  #writeBack(at: number, len: number, flags: number): boolean {
-    this.#wbDv.setUint32(0, len, true);
-    this.#wbDv.setUint32(4, flags, true);
-    if (!this.#dmaWrite(at + dLength, this.#wb)) {
-      this.#host.fail(`toe: receive-buffer descriptor unwritable at IOVA ${at}`);
-      return false;
-    }
-    return true;
   }
 
   #dmaRead(iova: number, dst: Uint8Array): boolean {
