@@ -313,13 +313,12 @@ export class Waiter {
       ); // park
       if (r.async) {
         s[kParks]++;
-        // A pending waitAsync does not keep the event loop alive; this timer does, until woken.
-        const keepAlive = setInterval(noop, 1 << 30);
+        holdLoop();
         let outcome: string;
         try {
           outcome = await r.value;
         } finally {
-          clearInterval(keepAlive);
+          releaseLoop();
         }
         s[kWakeups]++;
         this.#adaptAfterPark(perf.now() - t0);
@@ -453,3 +452,19 @@ export class Notifier {
 }
 
 function noop(): void {}
+
+// A pending waitAsync does not keep the event loop alive; one timer does, for as long as any
+// waiter of this thread is parked in waitAsync. It is made and cleared only when that count
+// leaves and reaches 0: a timer per park was a handle made and destroyed at every park of the
+// device models (thousands a second on the hypervisor thread under load).
+let asyncParked = 0;
+let keepAlive: ReturnType<typeof setInterval> | null = null;
+function holdLoop(): void {
+  if (asyncParked++ === 0) keepAlive = setInterval(noop, 1 << 30);
+}
+function releaseLoop(): void {
+  if (--asyncParked === 0 && keepAlive !== null) {
+    clearInterval(keepAlive);
+    keepAlive = null;
+  }
+}
