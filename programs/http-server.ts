@@ -1,7 +1,8 @@
 /**
  * http-server: an HTTP/1.1 server on the machine. Static files come from the filesystem image
- * through the storage domain (open, fstat, pread: every byte crosses into this process's memory
- * and out again through the network domain); `GET /api/stats` answers JSON computed here and
+ * through the storage domain (stat, then open, pread, close: every byte crosses into this
+ * process's memory and out again through the network domain); small files are kept per core
+ * while a stat shows them unchanged (FileCache below); `GET /api/stats` answers JSON computed here and
  * `POST /api/echo` echoes the request body. One green thread per connection, from the machine's
  * spawn queue, so connections spread over every core (M:N). The protocol engine is
  * programs/http (keep-alive, pipelining, chunked bodies, ranges, conditional requests, limits).
@@ -19,7 +20,6 @@ import {
   bind,
   close,
   free,
-  fstat,
   type Green,
   getcore,
   getsockname,
@@ -33,43 +33,72 @@ import {
   print,
   recv,
   type SharedThread,
+  type Stat,
   send,
   socket,
   spawnShared,
+  stat,
 } from "../src/libos/index.js";
-import { echo, type FileStat, HttpEngine, json, Routes, type StaticFiles } from "./http/index.js";
+import {
+  echo,
+  FileCache,
+  type FileStat,
+  HttpEngine,
+  json,
+  Routes,
+  type StaticFiles,
+} from "./http/index.js";
 
 const BUFFER = 64 * 1024;
+/**
+ * What one recv asks for unless the last one filled its buffer: the libOS pages in the whole
+ * buffer it hands the network domain, so a request-sized read touches fewer pages.
+ */
+const RECV_SMALL = 16 * 1024;
 let docroot = "/site";
 let served = 0;
 const started = Date.now();
 
 /**
- * Files under the docroot, read with the storage domain's calls into a buffer of ours. Only
- * "there is no such file" is a 404 (null); any other failure (-EIO from a failed disk, -ENOMEM
- * when the call cannot be staged) throws, and the engine answers 500 and keeps the connection:
- * a site must not look empty because its storage failed.
+ * This core's copies of small files (each core has its own copy of this module): every request
+ * still stats its file, a hit skips open, pread and close.
+ */
+const cache = new FileCache({ maxBytes: 4 * 1024 * 1024, maxFileBytes: BUFFER });
+
+/**
+ * Files under the docroot, read with the storage domain's calls into a buffer of ours, through
+ * this core's {@link FileCache}. Only "there is no such file" is a 404 (null); any other failure
+ * (-EIO from a failed disk, -ENOMEM when the call cannot be staged) throws, and the engine
+ * answers 500 and keeps the connection: a site must not look empty because its storage failed.
  */
 class ImageFiles implements StaticFiles {
   readonly #buf: number;
+  /** The last stat of this connection (the engine reads a file right after stating it). */
+  #statPath = "";
+  #stat: Stat | null = null;
   constructor(buf: number) {
     this.#buf = buf;
   }
   *stat(path: string): Green<FileStat | null> {
-    const fd = yield* open(docroot + path, O_RDONLY);
-    if (fd === -ENOENT || fd === -ENOTDIR || fd === -ENAMETOOLONG) return null;
-    if (fd < 0) throw new SyscallError("open", fd);
-    const st = yield* fstat(fd);
-    yield* close(fd);
-    if (typeof st === "number") throw new SyscallError("fstat", st);
+    const st = yield* stat(docroot + path);
+    if (st === -ENOENT || st === -ENOTDIR || st === -ENAMETOOLONG) return null;
+    if (typeof st === "number") throw new SyscallError("stat", st);
+    this.#statPath = path;
+    this.#stat = st;
     return { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, type: st.type };
   }
   *read(path: string, offset: number, length: number): Green<Uint8Array | null> {
+    const st = path === this.#statPath ? this.#stat : null;
+    const hit = st === null ? null : cache.get(path, st);
+    if (hit !== null) return hit.subarray(offset, Math.min(offset + length, hit.length));
     const fd = yield* open(docroot + path, O_RDONLY);
     if (fd < 0) return null;
     const n = yield* pread(fd, this.#buf, Math.min(length, BUFFER), offset);
     yield* close(fd);
-    return n < 0 ? null : memory().readBytes(this.#buf, n);
+    if (n < 0) return null;
+    const bytes = memory().readBytes(this.#buf, n);
+    if (st !== null && offset === 0) cache.put(path, st, bytes, Date.now());
+    return bytes;
   }
 }
 
@@ -96,12 +125,13 @@ export function* serve(fd: number, rootVa: number, rootLen: number): Green {
   if (inBuf === 0 || outBuf === 0 || fileBuf === 0) return -12;
   const conn = new HttpEngine({ files: new ImageFiles(fileBuf), routes }).connection();
   const mem = memory();
+  let want = RECV_SMALL;
   try {
     for (;;) {
       for (let out = yield* conn.pull(); out !== null; out = yield* conn.pull()) {
         for (let at = 0; at < out.length; ) {
           const n = Math.min(out.length - at, BUFFER);
-          mem.writeBytes(outBuf, out.subarray(at, at + n));
+          mem.writeFrom(outBuf, out, at, n);
           for (let done = 0; done < n; ) {
             const w = yield* send(fd, outBuf + done, n - done);
             if (w < 0) return w;
@@ -111,10 +141,11 @@ export function* serve(fd: number, rootVa: number, rootLen: number): Green {
         }
       }
       if (conn.done) return conn.served;
-      const got = yield* recv(fd, inBuf, BUFFER);
+      const got = yield* recv(fd, inBuf, want);
+      want = got === want ? BUFFER : RECV_SMALL; // a full read: more is likely waiting
       if (got < 0) return got;
       if (got === 0) conn.end();
-      else conn.feed(mem.readBytes(inBuf, got));
+      else conn.feedFromMemory(mem, inBuf, got);
     }
   } finally {
     served += conn.served;

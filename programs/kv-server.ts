@@ -3,7 +3,10 @@
  * (redis-cli, redis-benchmark). The store lives in this process's own memory, allocated with
  * the libOS malloc (programs/kv/store.ts), so the threads that serve connections on every core
  * share one store through the simulated MMU. One green thread per connection, from the
- * machine's spawn queue (M:N). The engine (programs/kv) parses, executes and encodes.
+ * machine's spawn queue (M:N). The engine (programs/kv) parses, executes and encodes. Each
+ * recv's batch of pipelined commands runs under one acquisition of the store lock (a waiter
+ * first yields its green thread, so the core serves other connections meanwhile), and its
+ * replies leave in one send: one recv, one lock round trip and one send per batch.
  *
  *   exocore run programs/kv-server.js -- [--port N] [--aof PATH] [--appendfsync always|everysec|no]
  *                                         [--connections N] --net [--disk IMAGE]
@@ -58,6 +61,14 @@ import { RESP_ERROR, RESP_NEED_MORE, RespParser, RespWriter } from "./kv/resp.js
 import { KvStore } from "./kv/store.js";
 
 const BUFFER = 64 * 1024;
+/**
+ * What one recv asks for unless the last one filled its buffer (Redis reads 16 KiB at a time,
+ * PROTO_IOBUF_LEN): the libOS pages in the whole buffer it hands a domain, so asking for less
+ * touches fewer pages per call.
+ */
+const RECV_SMALL = 16 * 1024;
+/** Yields a connection makes waiting for the store lock before it waits in place. */
+const HOLD_YIELDS = 64;
 /** Largest bulk string accepted (the process heap is 64 MiB). */
 const PROTO_MAX_BULK = 16 * 1024 * 1024;
 
@@ -105,7 +116,7 @@ function* writeAll(fd: number, bytes: Uint8Array): Green {
   const mem = memory();
   for (let at = 0; at < bytes.length; ) {
     const n = Math.min(bytes.length - at, BUFFER);
-    mem.writeBytes(aofBuf, bytes.subarray(at, at + n));
+    mem.writeFrom(aofBuf, bytes, at, n);
     for (let done = 0; done < n; ) {
       const w = yield* write(fd, aofBuf + done, n - done);
       if (w < 0) return w;
@@ -151,6 +162,21 @@ function* aofFlush(block: number, want: number | null, sync: boolean): Green {
   }
 }
 
+/**
+ * Take the store lock for one batch, after a first try failed. A holder never yields, so it
+ * runs on another core: while the lock is busy yield this green thread (up to HOLD_YIELDS times) — the core goes
+ * on with other connections' calls and parsing, which need no lock — then wait in place
+ * (store.ts: a short spin, then a sleep on the lock word until the holder's unlock).
+ */
+function* holdStore(eng: KvEngine): Green {
+  for (let tries = 0; tries < HOLD_YIELDS; tries++) {
+    yield* yieldNow();
+    if (eng.tryHold()) return 0;
+  }
+  eng.hold();
+  return 0;
+}
+
 /** Serve one connection until it closes; returns 0, or -errno. */
 export function* serve(fd: number, block: number): Green {
   const mem = memory();
@@ -164,35 +190,43 @@ export function* serve(fd: number, block: number): Green {
   const parser = new RespParser({ protoMaxBulkLen: PROTO_MAX_BULK });
   const out = new RespWriter();
   let closing = false;
+  let want = RECV_SMALL;
   try {
     while (!closing) {
-      const n = yield* recv(fd, inBuf, BUFFER);
+      const n = yield* recv(fd, inBuf, want);
       if (n <= 0) return n;
+      want = n === want ? BUFFER : RECV_SMALL; // a full read: more is likely waiting
       parser.feedFromMemory(mem, inBuf, n);
       let modified = false;
-      for (;;) {
-        const r = parser.next();
-        if (r === RESP_NEED_MORE) break;
-        if (r === RESP_ERROR) {
-          out.error(parser.error); // malformed input: answer, then close this connection only
-          closing = true;
-          break;
+      let seq = 0;
+      if (!eng.tryHold()) yield* holdStore(eng);
+      try {
+        for (;;) {
+          const r = parser.next();
+          if (r === RESP_NEED_MORE) break;
+          if (r === RESP_ERROR) {
+            out.error(parser.error); // malformed input: answer, then close this connection only
+            closing = true;
+            break;
+          }
+          const flags = eng.execute(session, parser, out);
+          if ((flags & EXEC_MODIFIED) !== 0) modified = true;
+          if ((flags & EXEC_CLOSE) !== 0) {
+            closing = true;
+            break;
+          }
         }
-        const flags = eng.execute(session, parser, out);
-        if ((flags & EXEC_MODIFIED) !== 0) modified = true;
-        if ((flags & EXEC_CLOSE) !== 0) {
-          closing = true;
-          break;
-        }
+        if (modified && always) seq = eng.aofSeq();
+      } finally {
+        eng.release();
       }
       if (modified && always) {
-        const r = yield* aofFlush(block, eng.aofSeq(), true);
+        const r = yield* aofFlush(block, seq, true);
         if (r < 0) return r; // the write is not durable: no acknowledgement
       }
-      const bytes = out.bytes();
-      for (let at = 0; at < bytes.length; ) {
-        const k = Math.min(bytes.length - at, BUFFER);
-        mem.writeBytes(outBuf, bytes.subarray(at, at + k));
+      for (let at = 0; at < out.length; ) {
+        const k = Math.min(out.length - at, BUFFER);
+        mem.writeFrom(outBuf, out.buf, at, k);
         for (let done = 0; done < k; ) {
           const w = yield* send(fd, outBuf + done, k - done);
           if (w < 0) return w;

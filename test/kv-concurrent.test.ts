@@ -2,7 +2,8 @@
  * kv-concurrent: several cores on one store. Worker threads (more of them than this machine's
  * two cores, so a lock holder is preempted now and then), each with its own Malloc, KvStore
  * and engine over one SharedArrayBuffer-backed FlatMemory, run pipelined INCR, LPUSH, SADD,
- * HSET, ZADD and SET/DEL churn at the same time. Afterwards every total is exact, every INCR
+ * HSET, ZADD and SET/DEL churn at the same time — taking the store lock per command, and per
+ * pipelined batch as the KV server does. Afterwards every total is exact, every INCR
  * and LPUSH reply was handed out exactly once, the heap is sound, and the shared AOF log —
  * written by every worker in lock order — replays into a store equal to the live one.
  */
@@ -27,7 +28,7 @@ function run(engine: KvEngine, ...args: string[]): string {
   return Buffer.from(out.bytes()).toString("latin1");
 }
 
-async function runWorkers(workers: number, rounds: number) {
+async function runWorkers(workers: number, rounds: number, hold = false) {
   const mem = FlatMemory.create(HEAP, true);
   Malloc.init(mem, mem.base, { maxHeapBytes: HEAP });
   const malloc = new Malloc(mem, mem.base);
@@ -43,6 +44,7 @@ async function runWorkers(workers: number, rounds: number) {
       root,
       id,
       rounds,
+      hold,
     };
     const w = new Worker(new URL("./fixtures/kv-worker.js", import.meta.url), { workerData: data });
     return new Promise<KvWorkerReport>((resolve, reject) => {
@@ -57,11 +59,13 @@ async function runWorkers(workers: number, rounds: number) {
   return { engine, malloc, reports };
 }
 
-test("three workers on two cores run commands on one store at once: every total is exact", async () => {
+async function everyTotalExact(hold: boolean): Promise<void> {
   const WORKERS = 3;
   const ROUNDS = 3000;
-  const { engine, malloc, reports } = await runWorkers(WORKERS, ROUNDS);
+  const { engine, malloc, reports } = await runWorkers(WORKERS, ROUNDS, hold);
   for (const r of reports) assert.deepEqual(r.errors, []);
+  // every core's deferred counts reached the root when it released the lock
+  assert.equal(engine.store.stats().commands, WORKERS * ROUNDS * 7, "commands processed");
   const total = WORKERS * ROUNDS;
   assert.equal(run(engine, "GET", "counter"), `$${String(total).length}\r\n${total}\r\n`);
   assert.equal(run(engine, "LLEN", "list"), `:${total}\r\n`);
@@ -89,4 +93,54 @@ test("three workers on two cores run commands on one store at once: every total 
   const copy = makeEngine(HEAP).engine;
   loadAof(copy, log.bytes());
   assert.deepEqual(dumpStore(copy), dumpStore(engine));
+}
+
+test("three workers on two cores run commands on one store at once: every total is exact", () =>
+  everyTotalExact(false));
+
+test("the same with the store lock held per pipelined batch (as the KV server runs)", () =>
+  everyTotalExact(true));
+
+test("a waiter sleeps on the lock word while another thread holds it; the unlock wakes it", async () => {
+  const mem = FlatMemory.create(8 * 1024 * 1024, true);
+  Malloc.init(mem, mem.base, { maxHeapBytes: 8 * 1024 * 1024 });
+  const malloc = new Malloc(mem, mem.base);
+  const root = KvStore.create(mem, malloc);
+  const store = new KvStore(mem, malloc, root);
+  const ctrl = new Int32Array(new SharedArrayBuffer(64));
+  const data: KvWorkerData = {
+    kind: "kv-worker",
+    heap: mem.buffer as SharedArrayBuffer,
+    ctrl: ctrl.buffer as SharedArrayBuffer,
+    root,
+    id: 0,
+    rounds: 1,
+  };
+  const w = new Worker(new URL("./fixtures/kv-worker.js", import.meta.url), { workerData: data });
+  let finished = false;
+  const done = new Promise<KvWorkerReport>((resolve, reject) => {
+    w.once("message", (r: KvWorkerReport) => {
+      finished = true;
+      resolve(r);
+    });
+    w.once("error", reject);
+  });
+  while (Atomics.load(ctrl, kArrived) < 1) await new Promise((r) => setTimeout(r, 5)); // consume: connected
+  store.lock(); // this thread holds the store: the worker's first command must wait
+  Atomics.store(ctrl, kGo, 1); // publish: go
+  Atomics.notify(ctrl, kGo); // wake: the worker
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(finished, false, "no command ran while the lock was held");
+  const before = store.stats();
+  store.unlock(); // wakes the sleeper
+  const report = await done;
+  assert.deepEqual(report.errors, []);
+  assert.deepEqual(report.incr, [1]);
+  const after = new KvStore(mem, malloc, root);
+  after.lock();
+  const st = after.stats();
+  after.unlock();
+  assert.ok(st.lockContended > before.lockContended, "the worker's acquisition was contended");
+  assert.ok(st.lockNaps > before.lockNaps, "it slept on the word rather than spinning");
+  assert.equal(st.commands, 7);
 });

@@ -1,10 +1,11 @@
 /**
  * kv-resp: the RESP2 parser and writer of the KV engine. The parser against random chunking
  * (fast-check: any split of a valid stream of multibulk and inline commands parses to the same
- * commands), inline quoting and escapes, empty requests, the exact Redis error of each protocol
+ * commands), its one-pass path for whole requests against its state machine on well-formed and
+ * malformed streams, inline quoting and escapes, empty requests, the exact Redis error of each protocol
  * error and that the parser stays stopped after one, the limits (bulk length, multibulk count,
  * 64 KiB lines, query buffer), and the writer's bytes for every reply type. Also the number
- * syntax (string2ll, strtod, %.17g) and glob matching the commands rely on.
+ * syntax (string2ll, strtod, %.17g, integer formatting) and glob matching the commands rely on.
  */
 
 import assert from "node:assert/strict";
@@ -12,7 +13,13 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { globMatch } from "../programs/kv/glob.js";
 import { FlatMemory } from "../programs/kv/memory.js";
-import { formatDouble, parseCursor, parseDouble, parseLL } from "../programs/kv/numbers.js";
+import {
+  formatDouble,
+  formatInt,
+  parseCursor,
+  parseDouble,
+  parseLL,
+} from "../programs/kv/numbers.js";
 import {
   ArgvBuilder,
   argBytes,
@@ -119,6 +126,93 @@ test("a stream fed one byte at a time parses as when fed whole", () => {
     ["echo", "a b"],
     ["X"],
   ]);
+});
+
+test("whole requests (the one-pass path) parse as the state machine does, malformed ones too", () => {
+  // Fed whole, a request that is wholly buffered is parsed in one pass; fed one byte at a time
+  // it goes through the state machine only. Streams of RESP-like tokens, mostly well formed and
+  // sometimes not (leading zeros, signs, missing '$', short bulks, CR without LF), must give
+  // the same commands and the same error either way.
+  const token = fc.oneof(
+    { weight: 6, arbitrary: binaryArg.map((a) => `$${a.length}\r\n${a}\r\n`) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        "*",
+        "$",
+        "0",
+        "00",
+        "01",
+        "-1",
+        "+3",
+        "\r\n",
+        "\r",
+        "\n",
+        "x",
+        "$3\r\nab",
+        "$0\r\n\r\n",
+        "$2\r\nab\r\n",
+        "*0\r\n",
+        "*-1\r\n",
+        "*1\rx",
+        "$1\rxyz",
+        "99999999999",
+      ),
+    },
+  );
+  const request = fc
+    .tuple(fc.integer({ min: 1, max: 4 }), fc.array(token, { minLength: 0, maxLength: 5 }))
+    .map(([n, parts]) => `*${n}\r\n${parts.join("")}`);
+  fc.assert(
+    fc.property(fc.array(request, { minLength: 1, maxLength: 8 }), (reqs) => {
+      const stream = latin1(reqs.join(""));
+      const whole = parseAll([stream]);
+      const bytes = parseAll([...stream].map((b) => Uint8Array.of(b)));
+      assert.deepEqual(whole, bytes);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test("a pipeline of whole requests: each command's argv points at its own bytes", () => {
+  const cmds = [
+    ["SET", "key:__rand_int__", "xxx"],
+    ["GET", "key:__rand_int__"],
+    ["MSET", "a", "", "b", "x".repeat(300)],
+    ["INCR", "counter"],
+  ];
+  const wire = latin1(cmds.map(multibulk).join("").repeat(16));
+  const p = new RespParser();
+  p.feed(wire);
+  const starts: number[] = [];
+  for (let i = 0; i < 64; i++) {
+    assert.equal(p.next(), RESP_COMMAND);
+    starts.push(p.commandStart);
+    const want = cmds[i % cmds.length]!;
+    assert.equal(p.argc, want.length);
+    for (let k = 0; k < p.argc; k++) assert.equal(str(argBytes(p, k)), want[k]);
+  }
+  assert.equal(p.next(), RESP_NEED_MORE);
+  assert.equal(p.consumed, wire.length);
+  assert.equal(starts[1], multibulk(cmds[0]!).length, "commandStart of the second request");
+});
+
+test("formatInt writes what String() writes, on both sides of 2^31 and for bigints", () => {
+  const buf = new Uint8Array(24);
+  const check = (v: number | bigint): void => {
+    const n = formatInt(v, buf, 2);
+    assert.equal(str(buf.subarray(2, 2 + n)), String(v));
+  };
+  for (const v of [0, 1, 9, 10, 99, 100, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), -(2 ** 31) - 1])
+    check(v);
+  check(Number.MAX_SAFE_INTEGER);
+  check(Number.MIN_SAFE_INTEGER);
+  check(9223372036854775807n);
+  check(-9223372036854775808n);
+  fc.assert(
+    fc.property(fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.maxSafeNat()), (v) => check(v)),
+    { numRuns: 2000 },
+  );
 });
 
 test("inline commands: quotes, escapes and blank lines as sdssplitargs reads them", () => {

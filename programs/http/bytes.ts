@@ -2,7 +2,8 @@
  * bytes: the two byte buffers of one HTTP connection.
  *
  * - {@link ByteQueue} holds the bytes received and not yet parsed. `push` appends (compacting
- *   first, growing only when the unparsed bytes do not fit); the parser reads `buf[start..end)`
+ *   first, growing only when the unparsed bytes do not fit), or `reserve` makes room that a
+ *   reader fills in place and `commit` appends; the parser reads `buf[start..end)`
  *   in place and `consume`s what it has parsed. Invariant: 0 <= start <= end <= buf.length.
  * - {@link OutputBuffer} stages the bytes of the responses being produced, so that a pipeline
  *   of small responses leaves in one send. `take` hands out a view of the staging memory that
@@ -48,6 +49,17 @@ export class ByteQueue {
     if (n === 0) return;
     if (this.end + n > this.buf.length) this.#makeRoom(n);
     this.buf.set(bytes, this.end);
+    this.end += n;
+  }
+
+  /** Make room for `n` bytes past the end; returns where they go in `buf` (then {@link commit}). */
+  reserve(n: number): number {
+    if (this.end + n > this.buf.length) this.#makeRoom(n);
+    return this.end;
+  }
+
+  /** Append the `n` bytes written at the offset {@link reserve} returned. */
+  commit(n: number): void {
     this.end += n;
   }
 

@@ -7,7 +7,7 @@
  *     for (let out = yield* conn.pull(); out !== null; out = yield* conn.pull()) send(out);
  *     if (conn.done) break;                       // close the socket
  *     const bytes = recv();                       // at end of stream: conn.end()
- *     conn.feed(bytes);
+ *     conn.feed(bytes);                           // or conn.feedFromMemory(mem, va, n)
  *   }
  *
  * (serveConnection below is that loop over a {@link Transport}.) `pull` is a generator of the
@@ -58,6 +58,12 @@ import { Routes } from "./routes.js";
 import { planStatic, type StaticReply } from "./static.js";
 import { errorPage, reasonPhrase } from "./status.js";
 import { decodePath, targetPath, targetQuery } from "./target.js";
+
+/** Where {@link HttpConnection.feedFromMemory} copies from: a process's memory (the libOS's). */
+export interface MemoryReader {
+  /** Copy `len` bytes at `va` into dst[off…]. */
+  readInto(va: number, dst: Uint8Array, off: number, len: number): void;
+}
 
 /** Options of an {@link HttpEngine}; every limit is checked when the engine is made. */
 export interface HttpOptions {
@@ -245,6 +251,17 @@ export class HttpConnection {
   /** Bytes received from the peer (copied). Dropped once the connection is closing. */
   feed(bytes: Uint8Array): void {
     if (!this.#closing) this.#input.push(bytes);
+  }
+
+  /**
+   * `len` bytes received from the peer into a process's memory at `va` (recv's buffer), copied
+   * straight into the input queue. Dropped once the connection is closing.
+   */
+  feedFromMemory(mem: MemoryReader, va: number, len: number): void {
+    if (this.#closing || len <= 0) return;
+    const at = this.#input.reserve(len);
+    mem.readInto(va, this.#input.buf, at, len);
+    this.#input.commit(len);
   }
 
   /** The peer ended its stream: answer the complete requests received, then be done. */

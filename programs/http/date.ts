@@ -1,17 +1,28 @@
 /**
  * date: HTTP-date (RFC 9110 §5.6.7). Senders use IMF-fixdate only; recipients must accept all
  * three formats — IMF-fixdate, the obsolete RFC 850 form and asctime. Pure functions plus a
- * one-entry cache, so that the Date field of a busy server costs one string per second.
+ * one-entry cache, so that the Date field of a busy server costs one string per second, and a
+ * small memo of formatted dates (the Last-Modified of the same files, request after request).
  * Called by the connection (Date), by static serving (Last-Modified, If-Modified-Since,
  * If-Unmodified-Since, If-Range) and by tests.
  */
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
+/** Dates formatted lately (a static server formats the same Last-Modified again and again). */
+const formatted = new Map<number, string>();
+const FORMATTED_MAX = 256;
+
 /** IMF-fixdate of a time in ms, e.g. "Sun, 06 Nov 1994 08:49:37 GMT". */
 export function formatHttpDate(ms: number): string {
-  // ECMAScript's toUTCString is exactly IMF-fixdate for years 1000..9999.
-  return new Date(ms).toUTCString();
+  let s = formatted.get(ms);
+  if (s === undefined) {
+    // ECMAScript's toUTCString is exactly IMF-fixdate for years 1000..9999.
+    s = new Date(ms).toUTCString();
+    if (formatted.size >= FORMATTED_MAX) formatted.clear();
+    formatted.set(ms, s);
+  }
+  return s;
 }
 
 const IMF = /^[A-Z][a-z]{2}, (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;

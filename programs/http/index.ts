@@ -9,12 +9,14 @@
  *   yield* serveConnection(engine.connection(), transport);
  */
 
+export { FileCache, type FileCacheOptions, type FileVersion } from "./cache.js";
 export {
   DEFAULT_LIMITS,
   DEFAULT_OUTPUT_BYTES,
   HttpConnection,
   HttpEngine,
   type HttpOptions,
+  type MemoryReader,
   serveConnection,
   type Transport,
 } from "./connection.js";

@@ -20,7 +20,8 @@
  *                           invalid Range, another unit, or an If-Range that does not match
  *                           → 200 whole. HEAD ignores Range (§14.2: defined for GET only).
  *
- * Pure but for the `stat` generator; called by the connection for each static request.
+ * Pure but for the `stat` generator (and a memo of the ETag strings it built last, per inode);
+ * called by the connection for each static request.
  */
 
 import { formatHttpDate, parseHttpDate } from "./date.js";
@@ -78,8 +79,22 @@ export interface Validators {
   readonly lastModified: number;
 }
 
-export function validators(st: FileStat, nowMs: number): Validators {
+/** The last opaque tag built for each inode (the same files are served again and again). */
+const tags = new Map<number, { size: number; mtimeMs: number; tag: string }>();
+const TAGS_MAX = 1024;
+
+/** "ino-size-mtime" in hex, the opaque part of a file's ETag. */
+function opaqueTag(st: FileStat): string {
+  const t = tags.get(st.ino);
+  if (t !== undefined && t.size === st.size && t.mtimeMs === st.mtimeMs) return t.tag;
   const tag = `${st.ino.toString(16)}-${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}`;
+  if (tags.size >= TAGS_MAX) tags.clear();
+  tags.set(st.ino, { size: st.size, mtimeMs: st.mtimeMs, tag });
+  return tag;
+}
+
+export function validators(st: FileStat, nowMs: number): Validators {
+  const tag = opaqueTag(st);
   const strong = nowMs - st.mtimeMs >= 1000;
   return {
     etag: strong ? `"${tag}"` : `W/"${tag}"`,

@@ -20,9 +20,13 @@
  *   …  engine.disconnect(session) when the connection ends.
  *
  * execute() takes the store lock for the whole command (store.ts explains the lock), so any
- * number of cores may run it at once on one store. It follows Redis's processCommand order:
- * QUIT first, then the command lookup (unknown command / unknown subcommand errors), then the
- * arity check, then the command, which decodes all its arguments before it changes anything.
+ * number of cores may run it at once on one store — unless the caller holds the lock across a
+ * whole pipelined batch with hold()/release() (the KV server does: one acquisition per batch).
+ * It follows Redis's processCommand order: QUIT first, then the command lookup (unknown command
+ * / unknown subcommand errors), then the arity check, then the command, which decodes all its
+ * arguments before it changes anything. A command runs at the time of a clock reading (Redis
+ * caches mstime per call()): one reading per command, or inside a hold one per CLOCK_EVERY
+ * commands — a batch takes microseconds and a clock read costs as much as a GET's store work.
  *
  * Propagation: when the store's AOF log is on, a command that changed data appends its record
  * to the shared log inside the same critical section, so the log is in execution order across
@@ -38,7 +42,7 @@
  * -0 scores are stored as 0 (as Redis's listpack-encoded sorted sets keep them).
  */
 
-import { checkInteger } from "../../src/errors.js";
+import { checkInteger, panic } from "../../src/errors.js";
 import { E_KLEN } from "./dict.js";
 import { globMatch } from "./glob.js";
 import { compareBytes, copyOut } from "./memory.js";
@@ -85,6 +89,9 @@ const ERR_NOT_FLOAT = "ERR value is not a valid float";
 const ERR_POSITIVE = "ERR value is out of range, must be positive";
 const ERR_OOM = "OOM command not allowed when used memory > 'maxmemory'.";
 const ERR_NAN = "ERR resulting score is not a number (NaN)";
+
+/** Commands of one hold that share one reading of the clock (see KvEngine.execute). */
+const CLOCK_EVERY = 16;
 
 /** Redis 7.0's version, as INFO reports it (the protocol and replies this engine follows). */
 export const REDIS_VERSION = "7.0.15";
@@ -880,7 +887,8 @@ function setGeneric(x: Exec, flags: number, expireArg: number, name = "set", ok 
     if (e === 0) x.out.nullBulk();
     else x.out.bulkFromMemory(x.store.mem, x.store.value(e), x.store.valueLength(e));
   }
-  const found = x.lookupWrite(1) !== 0;
+  // Only NX and XX need to know first (setString looks the key up, expiring it lazily, anyway).
+  const found = (flags & (SET_NX | SET_XX)) !== 0 && x.lookupWrite(1) !== 0;
   if ((flags & SET_NX && found) || (flags & SET_XX && !found)) {
     if (!(flags & SET_GET)) {
       if (name === "setnx") x.out.integer(0);
@@ -2076,6 +2084,10 @@ export class KvEngine {
   readonly protoMaxBulkLen: number;
   readonly #x: Exec;
   #scores = new Float64Array(16);
+  /** The store lock is held by {@link hold} (on this core, by the green thread running now). */
+  #held = false;
+  /** Commands run in this hold (the clock is read for the first of every CLOCK_EVERY). */
+  #sinceClock = 0;
 
   constructor(store: KvStore, options: KvEngineOptions = {}) {
     this.store = store;
@@ -2095,23 +2107,64 @@ export class KvEngine {
     return this.#scores;
   }
 
+  /**
+   * Take the store lock for a run of calls — the commands of one pipelined batch — so that
+   * execute() and the other calls skip their own acquire and release until {@link release}.
+   * The caller must not yield while it holds it (the lock is the whole store's). Redis runs a
+   * client's whole query buffer in one go on its one thread; this is that, with one
+   * acquisition per batch instead of one per command.
+   */
+  hold(): void {
+    if (this.#held) panic("kv engine: hold() while holding the store lock");
+    this.store.lock();
+    this.#held = true;
+    this.#sinceClock = 0;
+  }
+
+  /** {@link hold} if the lock is free now: true if it is held by this engine afterwards. */
+  tryHold(): boolean {
+    if (this.#held) panic("kv engine: tryHold() while holding the store lock");
+    this.#held = this.store.tryLock();
+    this.#sinceClock = 0;
+    return this.#held;
+  }
+
+  /** End a {@link hold}. */
+  release(): void {
+    if (!this.#held) panic("kv engine: release() without hold()");
+    this.#held = false;
+    this.store.unlock();
+  }
+
+  /** Is the store lock held through {@link hold}? */
+  get holding(): boolean {
+    return this.#held;
+  }
+
+  /** Take the lock for one call unless a hold covers it; true if the caller must unlock. */
+  #enter(): boolean {
+    if (this.#held) return false;
+    this.store.lock();
+    return true;
+  }
+
   /** A connection opened: its session (counts it in INFO's connected_clients). */
   connect(): KvSession {
-    this.store.lock();
+    const took = this.#enter();
     try {
       return new KvSession(this.store.clientConnected());
     } finally {
-      this.store.unlock();
+      if (took) this.store.unlock();
     }
   }
 
   /** The connection of `session` closed. */
   disconnect(_session: KvSession): void {
-    this.store.lock();
+    const took = this.#enter();
     try {
       this.store.clientDisconnected();
     } finally {
-      this.store.unlock();
+      if (took) this.store.unlock();
     }
   }
 
@@ -2151,13 +2204,16 @@ export class KvEngine {
       return x.flags;
     }
     const store = this.store;
-    store.lock();
+    const took = this.#enter();
     try {
-      store.now = store.clock();
+      // The command's time (Redis: the cached mstime of call()). Within a hold the clock is
+      // read for every CLOCK_EVERY-th command only: a batch runs in microseconds, and a clock
+      // read costs as much as a simple command's store work.
+      if (took || this.#sinceClock++ % CLOCK_EVERY === 0) store.now = store.clock();
       store.countCommand();
       c.run(x);
     } finally {
-      store.unlock();
+      if (took) store.unlock();
     }
     return x.flags;
   }
@@ -2177,24 +2233,24 @@ export class KvEngine {
   /** Active expiry: one bounded sweep (see KvStore.expireCycle); returns the keys deleted. */
   expireCycle(budget = 16): number {
     const store = this.store;
-    store.lock();
+    const took = this.#enter();
     try {
       store.now = store.clock();
       return store.expireCycle(budget);
     } finally {
-      store.unlock();
+      if (took) store.unlock();
     }
   }
 
   /** Move the AOF log's pending bytes (every core's changes, in execution order) into `out`. */
   drainAof(out: RespWriter): number {
     const store = this.store;
-    store.lock();
+    const took = this.#enter();
     try {
       this.drainedSeq = store.aofSeq();
       return store.aofDrain(out);
     } finally {
-      store.unlock();
+      if (took) store.unlock();
     }
   }
 
@@ -2204,22 +2260,22 @@ export class KvEngine {
   /** The AOF sequence number of the last record appended by any core (its durability mark). */
   aofSeq(): number {
     const store = this.store;
-    store.lock();
+    const took = this.#enter();
     try {
       return store.aofSeq();
     } finally {
-      store.unlock();
+      if (took) store.unlock();
     }
   }
 
   /** Turn the AOF log on or off for every core (off drops what is pending). */
   setAppendOnly(on: boolean): void {
     const store = this.store;
-    store.lock();
+    const took = this.#enter();
     try {
       store.setAof(on);
     } finally {
-      store.unlock();
+      if (took) store.unlock();
     }
   }
 }

@@ -17,8 +17,10 @@
  *
  * The helpers allocate nothing: keys are hashed and compared in place (word loads against the
  * caller's bytes), values are copied with {@link copyOut}/{@link copyIn} straight into or out of
- * a caller's buffer. A memory that has `readInto` (FlatMemory) copies in one call; one that has
- * not (ProcessMemory) is read word by word for short strings and with `readBytes` for long ones.
+ * a caller's buffer. A memory that has `readInto` / `writeFrom` (FlatMemory, and ProcessMemory,
+ * one translation per page) copies in one call; one that has not is read and written word by
+ * word for short strings and with `readBytes` / `writeBytes` for long ones. A memory shared
+ * between threads may offer `wait32` / `notify32` (a futex on a word) for the store lock.
  *
  * Who calls: the store (store.ts, dict.ts, zset.ts), the encoder (resp.ts) and tests.
  */
@@ -41,6 +43,15 @@ export interface StoreMemory {
   writeBytes(va: number, bytes: Uint8Array): void;
   /** Optional fast path: copy `len` bytes at `va` into `dst[off…]` without allocating. */
   readInto?(va: number, dst: Uint8Array, off: number, len: number): void;
+  /** Optional fast path: copy src[off … off+len) to `va` in one call (no copy of `src` made). */
+  writeFrom?(va: number, src: Uint8Array, off: number, len: number): void;
+  /**
+   * Optional (a memory shared between threads): sleep while the aligned int32 at `va` holds
+   * `expect`, at most `timeoutMs` (Atomics.wait). With {@link notify32}; the store lock uses them.
+   */
+  wait32?(va: number, expect: number, timeoutMs: number): void;
+  /** Wake up to `count` threads sleeping in wait32 on `va` (Atomics.notify). */
+  notify32?(va: number, count: number): void;
 }
 
 /** The allocator the store takes its memory from (the libOS malloc). */
@@ -109,6 +120,12 @@ export function copyIn(
   len: number,
 ): void {
   if (len <= 0) return;
+  if (mem.writeFrom !== undefined) {
+    const whole = len & ~3; // the last partial word goes in whole, its padding zero
+    mem.writeFrom(va, src, off, whole);
+    if (whole < len) mem.store32(va + whole, wordOf(src, off + whole, off + len));
+    return;
+  }
   if (len > WORDWISE_MAX) {
     mem.writeBytes(va, src.subarray(off, off + len));
     return;
@@ -325,6 +342,21 @@ export class FlatMemory implements StoreMemory, HeapMemory {
   writeBytes(va: number, bytes: Uint8Array): void {
     if (bytes.length === 0) return;
     this.#u8.set(bytes, this.#range(va, bytes.length));
+  }
+
+  writeFrom(va: number, src: Uint8Array, off: number, len: number): void {
+    if (len <= 0) return;
+    this.#u8.set(src.subarray(off, off + len), this.#range(va, len));
+  }
+
+  /** Atomics.wait on the word (a memory over an unshared ArrayBuffer has no other thread: returns at once). */
+  wait32(va: number, expect: number, timeoutMs: number): void {
+    if (this.buffer instanceof SharedArrayBuffer)
+      Atomics.wait(this.#i32, this.#word(va), expect, timeoutMs); // park: until notify32
+  }
+
+  notify32(va: number, count: number): void {
+    if (this.buffer instanceof SharedArrayBuffer) Atomics.notify(this.#i32, this.#word(va), count); // wake
   }
 
   #word(va: number): number {

@@ -87,6 +87,18 @@ export function formatInt(v: number | bigint, dst: Uint8Array, off: number): num
     dst[p] = C0;
     return p + 1 - off;
   }
+  if (n < 2147483648) {
+    // int32 arithmetic: V8 turns `(x / 10) | 0` into a multiply and a shift
+    let x = n | 0;
+    let digits = 1;
+    for (let t = x; t >= 10; t = (t / 10) | 0) digits++;
+    for (let i = digits - 1; i >= 0; i--) {
+      const q = (x / 10) | 0;
+      dst[p + i] = C0 + (x - q * 10);
+      x = q;
+    }
+    return p + digits - off;
+  }
   let digits = 0;
   for (let t = n; t >= 1; t = Math.floor(t / 10)) digits++;
   for (let i = digits - 1; i >= 0; i--) {

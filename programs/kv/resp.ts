@@ -13,6 +13,9 @@
  *     "\r\n". An empty line and "*0" / "*-1" are skipped, as Redis skips them.
  *   - state survives chunk boundaries (multibulk count left, current bulk length), so bytes may
  *     arrive split anywhere and several commands may come in one chunk (pipelining).
+ *   - a multibulk request that is wholly buffered and plain (the usual case: a pipeline arrives
+ *     whole) is parsed in one pass; anything else — cut short, malformed, over a limit — goes
+ *     through the state machine from the request's start, which gives Redis's exact answer.
  *   - limits: a bulk longer than `protoMaxBulkLen` (default 64 MiB; Redis's is 512 MiB — the
  *     process heap here is smaller than that), a multibulk count above `maxMultibulkLength`
  *     (1024 × 1024), a line with no end after 64 KiB (inline requests and count lines, Redis's
@@ -82,6 +85,8 @@ const CR = 13;
 const LF = 10;
 const STAR = 42;
 const DOLLAR = 36;
+const C0 = 48;
+const C9 = 57;
 
 /** The incremental RESP2 request parser of one connection (see the header). */
 export class RespParser implements Argv {
@@ -188,14 +193,17 @@ export class RespParser implements Argv {
         case S_IDLE: {
           this.argc = 0;
           if (this.#r === this.#w) {
+            this.#shifted += this.#w; // offsets stay absolute
             this.#r = this.#w = 0; // nothing pending: start the buffer over
             this.#scan = 0;
             return RESP_NEED_MORE;
           }
           this.#start = this.#r;
           if (this.#scan < this.#r) this.#scan = this.#r;
-          if (this.buf[this.#r] === STAR) this.#state = S_COUNT;
-          else {
+          if (this.buf[this.#r] === STAR) {
+            if (this.#wholeRequest()) return RESP_COMMAND;
+            this.#state = S_COUNT;
+          } else {
             const r = this.#inlineRequest();
             if (r !== RESP_COMMAND || this.argc > 0) return r;
           }
@@ -256,6 +264,49 @@ export class RespParser implements Argv {
           return RESP_ERROR;
       }
     }
+  }
+
+  /**
+   * The fast path of next(): a multibulk request at #r that is wholly buffered and plain — counts
+   * and lengths of digits only with no leading zero, a count of at least 1, every '$' where it
+   * belongs, every bulk complete — parsed in one pass. True with argv set and the request
+   * consumed; false, with nothing changed, for anything else (cut short, malformed, over a
+   * limit), which the state machine then parses from the start and answers as Redis does.
+   */
+  #wholeRequest(): boolean {
+    const b = this.buf;
+    const w = this.#w;
+    let p = this.#r + 1;
+    let n = 0;
+    const digits = p;
+    for (; p < w && b[p] >= C0 && b[p] <= C9; p++) n = n * 10 + (b[p] - C0);
+    if (p === digits || p - digits > 7 || b[digits] === C0 || p > w - 2 || b[p] !== CR)
+      return false;
+    if (n > this.maxMultibulkLength) return false;
+    p += 2; // "\r" and the byte after it, unchecked (as the state machine and Redis do)
+    if (this.argOff.length < n) this.#growArgv(n);
+    const argOff = this.argOff;
+    const argLen = this.argLen;
+    for (let i = 0; i < n; i++) {
+      if (p >= w || b[p] !== DOLLAR) return false;
+      const from = ++p;
+      let len = 0;
+      for (; p < w && b[p] >= C0 && b[p] <= C9; p++) len = len * 10 + (b[p] - C0);
+      const nd = p - from;
+      if (nd === 0 || nd > 10 || (nd > 1 && b[from] === C0) || p > w - 2 || b[p] !== CR)
+        return false;
+      if (len > this.protoMaxBulkLen) return false;
+      p += 2;
+      if (w - p < len + 2) return false;
+      argOff[i] = p;
+      argLen[i] = len;
+      p += len + 2; // the two bytes after a bulk, unchecked
+    }
+    this.argc = n;
+    this.#start = this.#r;
+    this.#r = p;
+    this.#scan = p;
+    return true;
   }
 
   /** One inline request at #r: RESP_COMMAND (argc may be 0: an empty line), NEED_MORE or ERROR. */

@@ -10,16 +10,20 @@
  * ## Concurrency: one lock
  *
  * One lock word in the root (its own cache line) guards the whole store: the engine takes it
- * around each command (commands.ts), and every method here expects it held. It is taken with
- * cas32 (test-and-test-and-set with exponential back-off) and released with cas32, so the
- * memory's plain load32/store32 inside the critical section are ordered by the seq-cst CAS at
- * both ends (the JS memory model's synchronizes-with), as in src/libos/malloc.ts. A command
- * never yields while it holds the lock (commands are synchronous), so hold times are one
- * command's work: O(1) for most, O(n) for KEYS, FLUSHALL, SMEMBERS, HGETALL, LRANGE over a
- * long range — as in Redis, whose single thread has the same cost. A waiter that fails
- * {@link SPINS_BEFORE_NAP} rounds naps its thread for {@link NAP_MS} ms (Atomics.wait on a
- * private word): with more threads than cores the holder may be preempted, and spinning would
- * only burn its time slice. Lock order: store lock, then malloc's lock (malloc never calls back).
+ * around each command, or around a whole pipelined batch (commands.ts), and every method here
+ * expects it held. It is taken and released with cas32, so the memory's plain load32/store32
+ * inside the critical section are ordered by the seq-cst CAS at both ends (the JS memory
+ * model's synchronizes-with), as in src/libos/malloc.ts. A command never yields while it holds
+ * the lock (commands are synchronous), so hold times are one batch's work: O(1) per command
+ * for most, O(n) for KEYS, FLUSHALL, SMEMBERS, HGETALL, LRANGE over a long range — as in Redis,
+ * whose single thread has the same cost. The word is a futex-style mutex (Drepper, "Futexes Are
+ * Tricky", mutex 2): 0 free, 1 held, 2 held with waiters. A waiter spins {@link SPIN_READS}
+ * reads (the holder runs on another core and a batch is short), then marks the word 2 and
+ * sleeps on it with the memory's wait32 (Atomics.wait on the word's physical address) until
+ * the holder's unlock, which wakes one waiter only when the word said 2. With more threads than
+ * cores the holder may be preempted, and spinning longer would only burn the time slice it
+ * needs. A memory without wait32 (an unshared ArrayBuffer) naps {@link NAP_MS} ms instead.
+ * Lock order: store lock, then malloc's lock (malloc never calls back).
  * Rejected: a lock per hash bucket or per key — multi-key commands (MSET, DEL k1 k2, FLUSHALL)
  * and incremental rehashing would need lock ordering across buckets, and with 2 cores the
  * global lock is not what limits throughput (the network and the parser are).
@@ -49,7 +53,9 @@
  *   zset:   see zset.ts
  *   AOF log chunk = {0 next, 4 bytes used, 8 capacity, 12 bytes}
  *
- * Counters are 32-bit and wrap. Expiry times are int64 milliseconds, exact up to 2^53.
+ * Counters are 32-bit and wrap. A core adds its increments of commands, changes, keyspace hits
+ * and misses and allocated bytes to the root when it releases the lock (and before it reads
+ * them), not per command. Expiry times are int64 milliseconds, exact up to 2^53.
  *
  * Errors: methods return 0 / false / -ENOMEM when the heap is full, with nothing changed;
  * a broken invariant is a panic. Who calls: the engine (commands.ts), the AOF loader, tests.
@@ -149,12 +155,16 @@ const AC_CAP = 8;
 const AC_DATA = 12;
 const AOF_CHUNK = 64 * 1024;
 
-/** Failed acquire rounds before a waiter naps. */
-const SPINS_BEFORE_NAP = 16;
-/** Longest back-off between two tries, in reads of the lock word. */
-const MAX_BACKOFF = 256;
-/** How long a waiter naps, in ms. */
+/** Reads of the lock word a waiter spins before it sleeps. */
+const SPIN_READS = 200;
+/** Longest sleep of a waiter before it looks again (ms): belt and braces, wakes are precise. */
+const WAIT_MS = 2;
+/** How long a waiter naps when the memory cannot sleep on a word (ms). */
 const NAP_MS = 0.05;
+/** Lock word states. */
+const UNLOCKED = 0;
+const LOCKED = 1;
+const CONTENDED = 2;
 
 /** Options of a core's {@link KvStore}. */
 export interface KvStoreOptions {
@@ -204,6 +214,16 @@ export class KvStore implements DictHeap {
   loading = false;
   readonly #keys: number;
   readonly #nap = new Int32Array(new SharedArrayBuffer(4));
+  /**
+   * Counts of this core not yet in the root (see #flushCounts): commands, dirty, keyspace hits
+   * and misses, bytes allocated. Plain JS numbers: bumping a root word per command costs two
+   * translated accesses, and the lock holder is the only writer anyway.
+   */
+  #dCommands = 0;
+  #dDirty = 0;
+  #dHits = 0;
+  #dMisses = 0;
+  #dUsed = 0;
   /** Scratch for a record built by the store itself (DEL of an expired key). */
   #scratch = new Uint8Array(256);
 
@@ -254,22 +274,35 @@ export class KvStore implements DictHeap {
   // -------------------------------------------------------------------------------------------
   // The lock
 
-  /** Take the store lock (spin with back-off, then nap). Never held across a yield. */
+  /** Take the store lock (spin, then sleep on the word). Never held across a yield. */
   lock(): void {
-    if (this.mem.cas32(this.root + R_LOCK, 0, 1) !== 0) this.#lockSlow(); // claim: the store
+    if (this.mem.cas32(this.root + R_LOCK, UNLOCKED, LOCKED) !== UNLOCKED) this.#lockSlow(); // claim: the store
+  }
+
+  /** Take the store lock if it is free now (one CAS, no waiting): true if taken. */
+  tryLock(): boolean {
+    return this.mem.cas32(this.root + R_LOCK, UNLOCKED, LOCKED) === UNLOCKED; // claim: the store
   }
 
   #lockSlow(): void {
     const mem = this.mem;
     const at = this.root + R_LOCK;
-    let backoff = 1;
+    for (let i = 0; i < SPIN_READS; i++) {
+      if (mem.load32(at) === UNLOCKED && mem.cas32(at, UNLOCKED, LOCKED) === UNLOCKED) {
+        this.#bump(R_CONTENDED, 1); // claim: the store, after a short spin
+        return;
+      }
+    }
     let naps = 0;
-    for (let round = 1; ; round++) {
-      for (let i = 0; i < backoff && mem.load32(at) !== 0; i++);
-      if (mem.load32(at) === 0 && mem.cas32(at, 0, 1) === 0) break; // claim: the store
-      if (backoff < MAX_BACKOFF) backoff *= 2;
-      if (round % SPINS_BEFORE_NAP === 0) {
-        Atomics.wait(this.#nap, 0, 0, NAP_MS); // nap: let a preempted holder run
+    for (;;) {
+      const c = mem.load32(at);
+      // claim as CONTENDED: other waiters may sleep on the word, and we cannot tell
+      if (c === UNLOCKED && mem.cas32(at, UNLOCKED, CONTENDED) === UNLOCKED) break;
+      if (c === LOCKED && mem.cas32(at, LOCKED, CONTENDED) !== LOCKED) continue; // publish: a waiter sleeps
+      if (c !== UNLOCKED) {
+        if (mem.wait32 !== undefined)
+          mem.wait32(at, CONTENDED, WAIT_MS); // park: until unlock wakes us
+        else Atomics.wait(this.#nap, 0, 0, NAP_MS); // nap: let a preempted holder run
         naps++;
       }
     }
@@ -277,9 +310,16 @@ export class KvStore implements DictHeap {
     if (naps > 0) this.#bump(R_NAPS, naps);
   }
 
-  /** Release the store lock. */
+  /** Release the store lock, waking one sleeping waiter if the word says there is one. */
   unlock(): void {
-    if (this.mem.cas32(this.root + R_LOCK, 1, 0) !== 1) panic("kv store: unlock of a free lock"); // release: the critical section's writes
+    this.#flushCounts();
+    const mem = this.mem;
+    const at = this.root + R_LOCK;
+    const c = mem.cas32(at, LOCKED, UNLOCKED); // release: the critical section's writes
+    if (c === LOCKED) return;
+    if (c !== CONTENDED || mem.cas32(at, CONTENDED, UNLOCKED) !== CONTENDED)
+      panic("kv store: unlock of a free lock"); // release (only the holder moves the word off 2)
+    if (mem.wait32 !== undefined) mem.notify32?.(at, 1); // wake: one sleeper
   }
 
   // -------------------------------------------------------------------------------------------
@@ -287,13 +327,13 @@ export class KvStore implements DictHeap {
 
   alloc(n: number): number {
     const va = this.allocator.malloc(n);
-    if (va !== 0) this.#bump(R_USED, n);
+    if (va !== 0) this.#dUsed += n;
     return va >>> 0;
   }
 
   free(va: number, n: number): void {
     this.allocator.free(va);
-    this.#bump(R_USED, -n);
+    this.#dUsed -= n;
   }
 
   #ld(va: number): number {
@@ -307,11 +347,25 @@ export class KvStore implements DictHeap {
 
   /** Count a command run; count a change (Redis's dirty counter). */
   countCommand(): void {
-    this.#bump(R_COMMANDS, 1);
+    this.#dCommands++;
   }
 
   addDirty(n: number): void {
-    this.#bump(R_DIRTY, n);
+    this.#dDirty += n;
+  }
+
+  /**
+   * Add this core's deferred counts to the root. Runs under the lock: at every unlock, and
+   * before anything reads those counters, so a reader (who holds the lock) sees every core's
+   * counts exactly — the others flushed theirs before they released the lock.
+   */
+  #flushCounts(): void {
+    if (this.#dCommands !== 0) this.#bump(R_COMMANDS, this.#dCommands);
+    if (this.#dDirty !== 0) this.#bump(R_DIRTY, this.#dDirty);
+    if (this.#dHits !== 0) this.#bump(R_HITS, this.#dHits);
+    if (this.#dMisses !== 0) this.#bump(R_MISSES, this.#dMisses);
+    if (this.#dUsed !== 0) this.#bump(R_USED, this.#dUsed);
+    this.#dCommands = this.#dDirty = this.#dHits = this.#dMisses = this.#dUsed = 0;
   }
 
   /** A connection opened (returns its client id) or closed. */
@@ -328,11 +382,13 @@ export class KvStore implements DictHeap {
 
   /** Reset the counters CONFIG RESETSTAT resets. */
   resetStats(): void {
+    this.#flushCounts();
     for (const f of [R_COMMANDS, R_EXPIRED, R_HITS, R_MISSES, R_CONNECTIONS])
       this.mem.store32(this.root + f, 0);
   }
 
   stats(): KvStats {
+    this.#flushCounts();
     const m = this.mem;
     const r = this.root;
     const u = (f: number): number => m.load32(r + f) >>> 0;
@@ -382,7 +438,10 @@ export class KvStore implements DictHeap {
       this.expireEntry(e);
       e = 0;
     }
-    if (read) this.#bump(e === 0 ? R_MISSES : R_HITS, 1);
+    if (read) {
+      if (e === 0) this.#dMisses++;
+      else this.#dHits++;
+    }
     return e;
   }
 

@@ -172,6 +172,13 @@ export interface AddressTranslation {
   translate(as: number, va: number, access: Access, user: boolean): number;
   /** The same checks and result as translate, with no side effect on the PTE. */
   probe(as: number, va: number, access: Access, user: boolean): number;
+  /**
+   * Present only on a translation with a TLB (src/hw/tlb.ts `Translator.stamp`): catch up on
+   * shootdowns, then a number that changes whenever a translation handed out earlier may have
+   * gone stale. A translation without one (the bare walk) gives no such promise, so nothing may
+   * cache its results.
+   */
+  stamp?(): number;
 }
 
 /**

@@ -6,7 +6,10 @@
  * Owns: {@link Tlb} — a set-associative cache of PTEs in private typed arrays (not shared: one
  * per thread); the shootdown board — one mailbox per participant in shared memory;
  * {@link Shootdown} — the hypervisor's side of the board; {@link ShootdownMailbox} — a
- * participant's side; {@link Translator} — TLB + walk + the last page fault, for a core.
+ * participant's side; {@link Translator} — TLB + walk + the last page fault, for a core. The
+ * TLB counts its invalidations in an epoch: a cache of translations kept above the Translator
+ * (ProcessMemory's last-translation cache, src/libos/vm.ts) asks for it through
+ * Translator.stamp() — which also does step P1 — and empties itself when it changes.
  *
  * Vocabulary
  *   asid         an address space's id in the TLB: its root frame (src/hw/mmu.ts). A root frame
@@ -99,6 +102,12 @@ export class Tlb {
   invalidations = 0;
   /** invalidateAll calls. */
   flushes = 0;
+  /**
+   * Bumped by every invalidation call (page, range, asid, all), whether or not it found an
+   * entry: a cache of translations kept outside the TLB (ProcessMemory's, through
+   * {@link Translator.stamp}) is valid only while this stays the same. Wraps as an int32.
+   */
+  epoch = 0;
   readonly #asid: Int32Array; // -1: empty way
   readonly #vpn: Int32Array;
   readonly #pte: Int32Array;
@@ -160,6 +169,7 @@ export class Tlb {
 
   /** Drop the entry for the page that holds `va` in `asid`. */
   invalidatePage(asid: number, va: number): void {
+    this.epoch = (this.epoch + 1) | 0;
     const vpn = toVa(va) >>> PAGE_SHIFT;
     const base = this.#set(asid, vpn) * this.ways;
     for (let i = base; i < base + this.ways; i++) {
@@ -173,6 +183,7 @@ export class Tlb {
       this.invalidatePage(asid, vpn * PAGE_SIZE);
       return;
     }
+    this.epoch = (this.epoch + 1) | 0;
     for (let i = 0; i < this.#asid.length; i++) {
       if (this.#asid[i] === asid && (this.#vpn[i] - vpn) >>> 0 < count) this.#drop(i);
     }
@@ -180,11 +191,13 @@ export class Tlb {
 
   /** Drop every entry of `asid`. */
   invalidateAsid(asid: number): void {
+    this.epoch = (this.epoch + 1) | 0;
     for (let i = 0; i < this.#asid.length; i++) if (this.#asid[i] === asid) this.#drop(i);
   }
 
   /** Drop every entry. */
   invalidateAll(): void {
+    this.epoch = (this.epoch + 1) | 0;
     for (let i = 0; i < this.#asid.length; i++) if (this.#asid[i] !== -1) this.#drop(i);
     this.flushes++;
   }
@@ -583,6 +596,22 @@ export class Translator implements AddressTranslation {
     }
     this.tlb.insert(as, vpn, pte);
     return (pte >>> PAGE_SHIFT) * PAGE_SIZE + (a & PAGE_MASK);
+  }
+
+  /**
+   * For a cache of translations layered over this one (ProcessMemory's last-translation cache):
+   * do what shootdowns posted (step P1, and P2–P3 if anything was), then return the TLB's
+   * {@link Tlb.epoch}. A translation obtained between two calls that return the same stamp is
+   * as good as a TLB entry: no invalidation reached this core in between. Allocates nothing.
+   */
+  stamp(): number {
+    this.mailbox?.poll();
+    return this.tlb.epoch;
+  }
+
+  /** The TLB's {@link Tlb.epoch}, without polling: invalidations this thread already did. */
+  get epoch(): number {
+    return this.tlb.epoch;
   }
 
   probe(as: number, va: number, access: Access, user: boolean): number {

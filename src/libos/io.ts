@@ -7,7 +7,11 @@
  * Buffers are virtual addresses in the process's memory (from malloc); paths and small records
  * (stat, socket addresses) travel through this core's scratch window in the process's memory
  * (or the heap when the window is full), so a domain reaches every byte through the caller's
- * page tables (copyin/copyout).
+ * page tables (copyin/copyout). The libOS itself copies them in and out through the process's
+ * memory on this core (its translation cache), and stages them with plain calls around the
+ * syscall rather than a generator wrapper, so an answer resumes the thread through few frames.
+ * The byte-moving stubs (read, write, recv, send, pread, pwrite) are plain functions that
+ * return the scheduler's gate: `yield*` them as any stub; they make no generator per call.
  *
  *   const fd = yield* open("/notes.txt", O_RDONLY);
  *   const buf = malloc(4096);
@@ -119,51 +123,112 @@ export interface PollFd {
 }
 
 /**
- * Scratch bytes in the process's memory for one call; freed when `body` returns. A call holds
- * its piece of the core's scratch window until it is answered, so when many green threads of
- * one core are in calls at once the window runs out: the bytes then come from the process's
- * heap instead, paged in first (a domain cannot fault them in). -ENOMEM only when both are out.
+ * Staging areas that came from the heap because the scratch window was full, as
+ * pid × 2^32 + address (two processes' heaps may hand out the same address).
  */
-function* withScratch<T>(bytes: number, body: (va: number) => Generator<number, T, number>) {
+const heapStaged = new Set<number>();
+const PID_KEY = 2 ** 32;
+
+/**
+ * `bytes` of staging memory in the process's memory for one call: a piece of this core's
+ * scratch window. A call holds its piece until it is answered, so when many green threads of
+ * one core are in calls at once the window runs out: the bytes then come from the process's
+ * heap instead, paged in first (a domain cannot fault them in). Returns the address, or
+ * -ENOMEM when both are out (-EFAULT if the heap cannot be paged in). Give it back with
+ * {@link unstage} once the call is answered. These are plain functions rather than a generator
+ * wrapper around the call: a call's answer then resumes the thread through fewer frames.
+ */
+function stage(bytes: number): number {
   const ctx = core();
   const va = ctx.scratchAlloc(bytes);
-  if (va !== 0) {
-    try {
-      return yield* body(va);
-    } finally {
-      ctx.scratchFree(va);
-    }
-  }
+  if (va !== 0) return va;
   const heap = ctx.heap(self().pid);
   const hva = heap.malloc(Math.max(1, bytes));
   if (hva === 0) return -ENOMEM;
-  try {
-    const f = prefault(hva, bytes, true);
-    return f < 0 ? f : yield* body(hva);
-  } finally {
+  const f = prefault(hva, bytes, true);
+  if (f < 0) {
     heap.free(hva);
+    return f;
+  }
+  heapStaged.add(self().pid * PID_KEY + hva);
+  return hva;
+}
+
+/** Give back what {@link stage} returned. */
+function unstage(va: number): void {
+  const ctx = core();
+  const pid = self().pid;
+  if (heapStaged.delete(pid * PID_KEY + va)) ctx.heap(pid).free(va);
+  else ctx.scratchFree(va);
+}
+
+/** Scratch bytes in the process's memory for one call (see {@link stage}); freed when `body` returns. */
+function* withScratch<T>(bytes: number, body: (va: number) => Generator<number, T, number>) {
+  const va = stage(bytes);
+  if (va < 0) return va;
+  try {
+    return yield* body(va);
+  } finally {
+    unstage(va);
+  }
+}
+
+/** This core's buffer for a path's UTF-8 bytes, filled and copied out before the call yields. */
+const pathBytes = new Uint8Array(PATH_MAX);
+
+/** Encode `path` into {@link pathBytes}: its length, or -ENAMETOOLONG (PATH_MAX counts the NUL). */
+function encodePath(path: string): number {
+  const { read, written } = encoder.encodeInto(path, pathBytes);
+  return read < path.length || written >= PATH_MAX ? -ENAMETOOLONG : written;
+}
+
+/** This core's buffer for a stat record, copied in and decoded before the thread yields again. */
+const statBytes = new Uint8Array(STAT_BYTES);
+const statView = new DataView(statBytes.buffer);
+
+/**
+ * Copy src[off … off+len) into the calling process's memory at `va` (a staging area of this
+ * library: scratch, or heap it paged in): 0, or -EFAULT. Through the process's memory on this
+ * core, so its translation cache and TLB serve it (one translation per page, no page walk on
+ * a hit).
+ */
+function copyoutFrom(va: number, src: Uint8Array, off: number, len: number): number {
+  try {
+    core().memory(self().pid).writeFrom(va, src, off, len);
+    return 0;
+  } catch (e) {
+    if (e instanceof SegmentationFault) return -EFAULT;
+    throw e;
   }
 }
 
 function copyout(va: number, bytes: Uint8Array): number {
-  const ctx = core();
-  return ctx.user.copyout(ctx.root(self().pid), va, bytes);
+  return copyoutFrom(va, bytes, 0, bytes.length);
 }
 
+/** Copy `into.length` bytes at `va` of the calling process's memory into `into`: 0, or -EFAULT. */
 function copyin(va: number, into: Uint8Array): number {
-  const ctx = core();
-  return ctx.user.copyin(ctx.root(self().pid), va, into);
+  try {
+    core().memory(self().pid).readInto(va, into, 0, into.length);
+    return 0;
+  } catch (e) {
+    if (e instanceof SegmentationFault) return -EFAULT;
+    throw e;
+  }
 }
 
-/** Stage a call that takes a path (and maybe a second one) in scratch memory. */
+/** Stage a call that takes a path in scratch memory. */
 function* pathCall(nr: number, path: string, a2 = 0, a3 = 0): Green {
-  const bytes = encoder.encode(path);
-  if (bytes.length >= PATH_MAX) return -ENAMETOOLONG;
-  return yield* withScratch(bytes.length, function* (va) {
-    const r = copyout(va, bytes);
-    if (r < 0) return r;
-    return yield* syscall(nr, va, bytes.length, a2, a3);
-  });
+  const n = encodePath(path);
+  if (n < 0) return n;
+  const va = stage(n);
+  if (va < 0) return va;
+  try {
+    const r = copyoutFrom(va, pathBytes, 0, n);
+    return r < 0 ? r : yield* syscall(nr, va, n, a2, a3);
+  } finally {
+    unstage(va);
+  }
 }
 
 /**
@@ -185,8 +250,45 @@ function prefault(va: number, len: number, write: boolean): number {
   return 0;
 }
 
-/** A call that moves bytes to (write = true: the domain writes) or from a user buffer. */
-function* bufCall(
+/**
+ * A reusable `yield*` target that yields nothing and returns a number at once: what the plain
+ * (non-generator) stubs below return on an error found before the call. Like the scheduler's
+ * gate (src/core/sched.ts), it must be consumed by `yield*` as soon as the stub returns it, and
+ * one instance serves every thread of this core.
+ */
+class Answer implements Generator<number, number, number> {
+  readonly #result: { value: number; done: true } = { value: 0, done: true };
+
+  set(v: number): this {
+    this.#result.value = v;
+    return this;
+  }
+
+  next(): IteratorResult<number, number> {
+    return this.#result;
+  }
+
+  return(v: number): IteratorResult<number, number> {
+    return { value: v, done: true };
+  }
+
+  throw(e: unknown): IteratorResult<number, number> {
+    throw e;
+  }
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+}
+
+const answer = new Answer();
+
+/**
+ * A call that moves bytes to (write = true: the domain writes) or from a user buffer. A plain
+ * function, as the stubs that use it most (read, write, recv, send, pread, pwrite): the call is
+ * staged here and the scheduler's gate returned, so a call makes no generator object.
+ */
+function bufCall(
   nr: number,
   h: number,
   va: number,
@@ -196,8 +298,8 @@ function* bufCall(
   a4 = 0,
 ): Green {
   const f = prefault(va, Math.min(len, MAX_PREFAULT), write);
-  if (f < 0) return f;
-  return yield* syscall(nr, h, va, len, a3, a4);
+  if (f < 0) return answer.set(f);
+  return syscall(nr, h, va, len, a3, a4);
 }
 
 /** The (domain, handle) of an fd; -EBADF when it is not open. */
@@ -208,23 +310,23 @@ function objectOf(fd: number): number {
 // ---- any fd ----
 
 /** Read up to `len` bytes into user memory at `va`: the count (0 at end), or -errno. */
-export function* read(fd: number, va: number, len: number): Green {
+export function read(fd: number, va: number, len: number): Green {
   const e = objectOf(fd);
-  if (e < 0) return e;
+  if (e < 0) return answer.set(e);
   const d = fdDomain(e);
-  if (d === domainIndex("storage")) return yield* bufCall(SYS_read, fdHandle(e), va, len, true);
-  if (d === domainIndex("network")) return yield* bufCall(SYS_recv, fdHandle(e), va, len, true);
-  return fdHandle(e) === 0 ? 0 : -EBADF; // the console has no input: stdin is at its end
+  if (d === domainIndex("storage")) return bufCall(SYS_read, fdHandle(e), va, len, true);
+  if (d === domainIndex("network")) return bufCall(SYS_recv, fdHandle(e), va, len, true);
+  return answer.set(fdHandle(e) === 0 ? 0 : -EBADF); // the console has no input: stdin is at its end
 }
 
 /** Write `len` bytes from user memory at `va`: the count written, or -errno. */
-export function* write(fd: number, va: number, len: number): Green {
+export function write(fd: number, va: number, len: number): Green {
   const e = objectOf(fd);
-  if (e < 0) return e;
+  if (e < 0) return answer.set(e);
   const d = fdDomain(e);
-  if (d === domainIndex("storage")) return yield* bufCall(SYS_fwrite, fdHandle(e), va, len, false);
-  if (d === domainIndex("network")) return yield* bufCall(SYS_send, fdHandle(e), va, len, false);
-  return yield* bufCall(SYS_write, fdHandle(e), va, len, false);
+  if (d === domainIndex("storage")) return bufCall(SYS_fwrite, fdHandle(e), va, len, false);
+  if (d === domainIndex("network")) return bufCall(SYS_send, fdHandle(e), va, len, false);
+  return bufCall(SYS_write, fdHandle(e), va, len, false);
 }
 
 /** Close an fd of any kind: 0, or -errno. */
@@ -270,14 +372,14 @@ export function* open(path: string, flags = O_RDONLY, mode = 0o644): Green {
   return yield* openAs(domainIndex("storage"), () => pathCall(SYS_open, path, flags, mode));
 }
 
-export function* pread(fd: number, va: number, len: number, offset: number): Green {
+export function pread(fd: number, va: number, len: number, offset: number): Green {
   const h = fileHandle(fd, -ESPIPE);
-  return h < 0 ? h : yield* bufCall(SYS_pread, h, va, len, true, offset);
+  return h < 0 ? answer.set(h) : bufCall(SYS_pread, h, va, len, true, offset);
 }
 
-export function* pwrite(fd: number, va: number, len: number, offset: number): Green {
+export function pwrite(fd: number, va: number, len: number, offset: number): Green {
   const h = fileHandle(fd, -ESPIPE);
-  return h < 0 ? h : yield* bufCall(SYS_pwrite, h, va, len, false, offset);
+  return h < 0 ? answer.set(h) : bufCall(SYS_pwrite, h, va, len, false, offset);
 }
 
 /** Move the offset (SEEK_SET, SEEK_CUR, SEEK_END): the new offset, or -errno. */
@@ -297,8 +399,9 @@ export function* ftruncate(fd: number, size: number): Green {
   return h < 0 ? h : yield* syscall(SYS_ftruncate, h, size);
 }
 
-function decodeStat(b: Uint8Array): Stat {
-  const v = new DataView(b.buffer, b.byteOffset, STAT_BYTES);
+/** The stat record in {@link statBytes}, decoded. */
+function decodeStat(): Stat {
+  const v = statView;
   return {
     ino: v.getUint32(0, true),
     type: v.getUint32(4, true) === 2 ? "dir" : "file",
@@ -314,22 +417,31 @@ function decodeStat(b: Uint8Array): Stat {
 export function* fstat(fd: number): Generator<number, Stat | number, number> {
   const h = fileHandle(fd);
   if (h < 0) return h;
-  const out = new Uint8Array(STAT_BYTES);
-  const r = yield* withScratch(STAT_BYTES, function* (va) {
-    const r = yield* syscall(SYS_fstat, h, va);
-    return r < 0 ? r : copyin(va, out);
-  });
-  return r < 0 ? r : decodeStat(out);
+  const va = stage(STAT_BYTES);
+  if (va < 0) return va;
+  try {
+    let r = yield* syscall(SYS_fstat, h, va);
+    if (r >= 0) r = copyin(va, statBytes);
+    return r < 0 ? r : decodeStat();
+  } finally {
+    unstage(va);
+  }
 }
 
-/** A file's status by path: a Stat, or -errno. */
+/** A file's status by path: a Stat, or -errno. One staging area holds the record, then the path. */
 export function* stat(path: string): Generator<number, Stat | number, number> {
-  const out = new Uint8Array(STAT_BYTES);
-  const r = yield* withScratch(STAT_BYTES, function* (va) {
-    const r = yield* pathCall(SYS_stat, path, va);
-    return r < 0 ? r : copyin(va, out);
-  });
-  return r < 0 ? r : decodeStat(out);
+  const n = encodePath(path);
+  if (n < 0) return n;
+  const va = stage(STAT_BYTES + n);
+  if (va < 0) return va;
+  try {
+    let r = copyoutFrom(va + STAT_BYTES, pathBytes, 0, n);
+    if (r >= 0) r = yield* syscall(SYS_stat, va + STAT_BYTES, n, va);
+    if (r >= 0) r = copyin(va, statBytes);
+    return r < 0 ? r : decodeStat();
+  } finally {
+    unstage(va);
+  }
 }
 
 export function* unlink(path: string): Green {
@@ -434,15 +546,15 @@ export function* connect(fd: number, ip: number, port: number): Green {
 }
 
 /** Receive up to `len` bytes: the count, 0 at end of stream, or -errno (EAGAIN with MSG_DONTWAIT). */
-export function* recv(fd: number, va: number, len: number, flags = 0): Green {
+export function recv(fd: number, va: number, len: number, flags = 0): Green {
   const h = socketHandle(fd);
-  return h < 0 ? h : yield* bufCall(SYS_recv, h, va, len, true, flags);
+  return h < 0 ? answer.set(h) : bufCall(SYS_recv, h, va, len, true, flags);
 }
 
 /** Send bytes; waits while the send queue is full (or EAGAIN with MSG_DONTWAIT). */
-export function* send(fd: number, va: number, len: number, flags = 0): Green {
+export function send(fd: number, va: number, len: number, flags = 0): Green {
   const h = socketHandle(fd);
-  return h < 0 ? h : yield* bufCall(SYS_send, h, va, len, false, flags);
+  return h < 0 ? answer.set(h) : bufCall(SYS_send, h, va, len, false, flags);
 }
 
 export function* shutdown(fd: number, how: number): Green {
