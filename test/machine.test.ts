@@ -296,3 +296,18 @@ test("spawnOn: threads run only on the cores of their affinity, spread round rob
   );
   assert.deepEqual(res.refused, Array(4).fill("EXO_ERR_INVALID_ARG"));
 });
+
+test("print from 100 threads at once: staging outgrows the scratch window and nothing is lost", async () => {
+  const r = await runCapture(program("prints"), ["100", "3000"], { cores: 1 });
+  assert.equal(r.status, 0, r.out.slice(-200));
+  const lines = r.out.split("\n").filter((l) => l.length > 0);
+  assert.equal(lines.at(-1), "summary 100 []");
+  const ids = lines.slice(0, -1).map((l) => {
+    assert.equal(l.length, 2999, "each line arrives whole");
+    return Number(l.slice(0, 4));
+  });
+  assert.deepEqual(
+    ids.sort((a, b) => a - b),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
+});

@@ -577,17 +577,30 @@ const CHUNK = 1024;
 const chunks = new Uint8Array(SCRATCH_BYTES_PER_CORE / CHUNK); // run lengths of taken chunks
 const scratchBase = USER_BASE + coreId * SCRATCH_BYTES_PER_CORE;
 
+/**
+ * Next fit from where the last allocation ended: pieces are freed in roughly the order they
+ * were taken (a call's staging lives until its answer), so the chunks after the last one are
+ * usually free and the search ends at once, where first fit walked every held chunk first.
+ */
+let scratchNext = 0;
 function scratchAlloc(bytes: number): number {
   const need = Math.max(1, Math.ceil(bytes / CHUNK));
-  for (let i = 0; i + need <= chunks.length; ) {
-    let j = i;
-    while (j < i + need && chunks[j] === 0) j++;
-    if (j === i + need) {
-      chunks[i] = need;
-      for (let k = i + 1; k < i + need; k++) chunks[k] = 255;
-      return scratchBase + i * CHUNK;
+  const n = chunks.length;
+  if (need > n) return 0;
+  for (let pass = 0; pass < 2; pass++) {
+    const from = pass === 0 ? scratchNext : 0;
+    const to = pass === 0 ? n : Math.min(scratchNext + need - 1, n);
+    for (let i = from; i + need <= to; ) {
+      let j = i;
+      while (j < i + need && chunks[j] === 0) j++;
+      if (j === i + need) {
+        chunks[i] = need;
+        for (let k = i + 1; k < i + need; k++) chunks[k] = 255;
+        scratchNext = i + need === n ? 0 : i + need;
+        return scratchBase + i * CHUNK;
+      }
+      i = j + 1;
     }
-    i = j + 1;
   }
   return 0;
 }

@@ -28,7 +28,7 @@ import { Y_BLOCK, Y_SYSCALL, yieldToken } from "../core/sched.js";
 import { yieldNow } from "../core/sync.js";
 import { fromErrno, InvalidArgumentError } from "../errors.js";
 import { core, self } from "./context.js";
-import { write } from "./io.js";
+import { stageBytes, unstage, write } from "./io.js";
 import type { FaultHandler, ProcessMemory } from "./vm.js";
 
 export * from "../abi/syscall.js";
@@ -98,37 +98,30 @@ const perf = performance;
 const encoder = new TextEncoder();
 
 /**
- * Put `text` into this core's scratch window in the process's memory, then write(fd) it: the
- * bytes really travel through user memory and the system domain's copyin.
+ * Put `text` into staging memory of the process (this core's scratch window, or the heap when
+ * the window is held by other calls in flight), then write(fd) it: the bytes really travel
+ * through user memory and the system domain's copyin.
  */
 export function* print(text: string, fd = 1): Green {
-  const ctx = core();
-  const t = self();
   const bytes = encoder.encode(text);
-  const va = ctx.scratchAlloc(bytes.length);
-  if (va === 0) return -12; // ENOMEM
+  const va = stageBytes(bytes);
+  if (va < 0) return va;
   try {
-    const r = ctx.user.copyout(ctx.root(t.pid), va, bytes);
-    if (r < 0) return r;
     return yield* write(fd, va, bytes.length);
   } finally {
-    ctx.scratchFree(va);
+    unstage(va);
   }
 }
 
 /** A line in the hypervisor's log at a level (0 debug, 1 info, 2 warn, 3 error). */
 export function* log(level: number, text: string): Green {
-  const ctx = core();
-  const t = self();
   const bytes = encoder.encode(text);
-  const va = ctx.scratchAlloc(bytes.length);
-  if (va === 0) return -12;
+  const va = stageBytes(bytes);
+  if (va < 0) return va;
   try {
-    const r = ctx.user.copyout(ctx.root(t.pid), va, bytes);
-    if (r < 0) return r;
     return yield* syscall(SYS_log, level, va, bytes.length);
   } finally {
-    ctx.scratchFree(va);
+    unstage(va);
   }
 }
 

@@ -154,8 +154,23 @@ function stage(bytes: number): number {
   return hva;
 }
 
-/** Give back what {@link stage} returned. */
-function unstage(va: number): void {
+/**
+ * Stage `bytes` for a call that reads them from the caller's memory (print, log): the staging
+ * address with the bytes copied there, or -errno. Give it back with {@link unstage}.
+ */
+export function stageBytes(bytes: Uint8Array): number {
+  const va = stage(bytes.length);
+  if (va < 0) return va;
+  const r = copyout(va, bytes);
+  if (r < 0) {
+    unstage(va);
+    return r;
+  }
+  return va;
+}
+
+/** Give back what {@link stage} or {@link stageBytes} returned. */
+export function unstage(va: number): void {
   const ctx = core();
   const pid = self().pid;
   if (heapStaged.delete(pid * PID_KEY + va)) ctx.heap(pid).free(va);
