@@ -254,8 +254,9 @@ describe("exocore mkfs, fs, fsck", () => {
     const fs = FileSystem.mount(dev);
     const ino = fs.create("/late.bin", { mode: "file", exclusive: true });
     assert.equal(fs.write(ino, 0, bytes(5, 20_000)), 20_000);
-    const n = fs.stats().runningTxnBlocks;
-    dev.cutPowerAfter(n + 2); // the copies, the header and its flush; not the install
+    const s = fs.stats();
+    // The ordered data, the copies, the FUA header; not the install.
+    dev.cutPowerAfter(s.orderedWaiting + s.runningTxnBlocks + 1);
     assert.ok(fs.sync() < 0);
     writeFileSync(join(work, "replay.img"), dev.crash("none").image());
     const r = exocore("fsck", "replay.img");

@@ -1,11 +1,15 @@
 /**
  * exofs survives power cuts: for each workload (create + write, rename, unlink, a multi-block
- * write, a directory tree, group commit that overflows the log, a write larger than the log),
- * the power is cut after every possible number of block writes — which puts a cut at every
- * device write and just before every flush — and the image after the cut keeps none, all, or
- * random subsets of the writes not yet flushed (the durability contract of src/fs/blockdev.ts).
- * Each such image must mount, pass fsck, and show exactly the state of a commit point: the last
- * commit that completed, or the one the cut interrupted — never part of a transaction.
+ * write, a directory tree, group commit that overflows the log, ordered data written home early
+ * by a small cache, a write larger than the log), the power is cut after every possible number
+ * of block writes — which puts a cut at every device write, just before every flush and at every
+ * FUA commit record — and the image after the cut keeps none, all, or random subsets of the
+ * writes not yet flushed (the durability contract of src/fs/blockdev.ts). Each such image must
+ * mount, pass fsck, and show exactly the state of a commit point: the last commit that
+ * completed, or the one the cut interrupted — never part of a transaction, data included: new
+ * blocks are written home unlogged before their commit (ordered data), overwrites are logged,
+ * and neither may show early. The log's slots are a ring whose commits leave homes unflushed;
+ * the workloads commit often enough to wrap it, and a remount after each crash replays.
  */
 
 import assert from "node:assert/strict";
@@ -79,9 +83,12 @@ function end(fs: Fs, t: number): number {
   return t % 2 === 1 ? fs.sync() : fs.commit();
 }
 
+/** Mount options of the runs under test: a cache size (else the default) and the clock. */
+type Mount = { readonly cacheBlocks?: number; readonly now: () => number };
+
 /** A base image: mkfs, then `setup` committed and cleanly unmounted. */
-function baseImage(setup: Txn, logBlocks = 64): Uint8Array {
-  const dev = new MemoryBlockDevice(512); // 2 MiB
+function baseImage(setup: Txn, logBlocks = 64, blocks = 512): Uint8Array {
+  const dev = new MemoryBlockDevice(blocks); // 2 MiB by default
   FileSystem.mkfs(dev, { logBlocks, inodes: 64, ...CLOCK });
   const fs = FileSystem.mount(dev, CLOCK);
   for (const step of setup) assert.ok(step(fs) >= 0, "setup step");
@@ -113,9 +120,9 @@ interface Reference {
  * Run the workload once with no power cut and record its commit points: after each explicit
  * commit, and before any step during which the log committed by itself (group commit).
  */
-function reference(image: Uint8Array, txns: readonly Txn[]): Reference {
+function reference(image: Uint8Array, txns: readonly Txn[], mount: Mount = CLOCK): Reference {
   const dev = new MemoryBlockDevice(0, image);
-  const fs = FileSystem.mount(dev, CLOCK);
+  const fs = FileSystem.mount(dev, mount);
   const w0 = dev.stats.writeBlocks;
   const states = [snapshot(fs)];
   const afterStep: number[] = [];
@@ -148,15 +155,21 @@ const CHOICES = (k: number): readonly [string, CrashChoice][] => [
  * Cut the power after k block writes, for every k, and check every image a crash can leave.
  * Returns how many images were checked.
  */
-function crashEverywhere(setup: Txn, txns: readonly Txn[], logBlocks?: number): number {
-  const image = baseImage(setup, logBlocks);
-  const ref = reference(image, txns);
+function crashEverywhere(
+  setup: Txn,
+  txns: readonly Txn[],
+  logBlocks?: number,
+  mount: Mount = CLOCK,
+  blocks?: number,
+): number {
+  const image = baseImage(setup, logBlocks, blocks);
+  const ref = reference(image, txns, mount);
   const distinct = new Set(ref.states).size;
   assert.ok(distinct >= 2, "the workload changes something");
   let checked = 0;
   for (let k = 0; k <= ref.writes; k++) {
     const dev = new MemoryBlockDevice(0, image);
-    const fs = FileSystem.mount(dev, CLOCK);
+    const fs = FileSystem.mount(dev, mount);
     dev.cutPowerAfter(k);
     let durable = 0;
     let stepIndex = 0;
@@ -247,20 +260,64 @@ describe("exofs after a power cut at every write", () => {
   });
 
   it("group commit: calls that overflow the log commit at call boundaries", () => {
+    const setup: Step[] = [];
     const many: Step[] = [];
-    for (let i = 0; i < 20; i++) {
-      many.push(create(`/f${i}`), write(`/f${i}`, 0, bytes(i, 9000)));
+    for (let i = 0; i < 13; i++) {
+      setup.push(create(`/f${i}`), write(`/f${i}`, 0, bytes(i, 16_000)));
+      // New files' blocks are ordered data, not logged; overwrites of committed data are
+      // logged, and fill the log.
+      many.push(write(`/f${i}`, 100, bytes(i + 50, 15_000)), create(`/g${i}`));
+      many.push(write(`/g${i}`, 0, bytes(i + 90, 5000)));
     }
-    const ref = reference(baseImage([], 40), [many]);
+    const ref = reference(baseImage(setup, 40), [many]);
     assert.ok(ref.states.length > 3, "the log filled and committed by itself");
-    crashEverywhere([], [many], 40);
+    crashEverywhere(setup, [many], 40);
+  });
+
+  it("a block freed and allocated again in one transaction is logged, not written over", () => {
+    // On a 1 MiB image (183 data blocks) /a takes all but ~10; the new file's blocks run past
+    // them into /a's, which the running transaction freed but the committed state gives to /a.
+    crashEverywhere(
+      [create("/a"), write("/a", 0, bytes(20, 170 * BS))],
+      [[(fs) => fs.unlink("/a"), create("/c"), write("/c", 0, bytes(21, 24 * BS))]],
+      undefined,
+      CLOCK,
+      256,
+    );
+  });
+
+  it("ordered data that a small cache writes home early, then appends and overwrites", () => {
+    // 40 log blocks + 72: room for 4 ordered blocks, so most of them go home mid-transaction.
+    const small = { cacheBlocks: 112, ...CLOCK };
+    const first: Txn = [
+      create("/o"),
+      write("/o", 0, bytes(14, 12_000)),
+      write("/o", 12_000, bytes(18, 12_000)),
+      write("/o", 24_000, bytes(19, 16_000)),
+    ];
+    const dev = new MemoryBlockDevice(0, baseImage([], 40));
+    const fs = FileSystem.mount(dev, small);
+    for (const step of first) assert.ok(step(fs) > 0);
+    assert.ok(fs.stats().orderedBlocks >= 6, "ordered data went home before any commit");
+    assert.equal(fs.stats().transactions, 0);
+    crashEverywhere(
+      [],
+      [
+        first,
+        [write("/o", 40_000, bytes(15, 30_000)), write("/o", 1000, bytes(16, 6000))],
+        [create("/p"), write("/p", 0, bytes(17, 20_000)), truncate("/o", 12_000)],
+      ],
+      40,
+      small,
+    );
   });
 });
 
 describe("exofs after a power cut during a write larger than the log", () => {
-  it("shows a prefix of the write, in whole chunks, and all of it once committed", () => {
-    const image = baseImage([create("/f")], 40);
-    const data = bytes(11, 600_000); // several 136 KiB chunks with a 40-block log
+  it("shows a prefix of an overwrite, in whole chunks, and all of it once committed", () => {
+    const old = bytes(10, 600_000);
+    const image = baseImage([create("/f"), write("/f", 0, old)], 40);
+    const data = bytes(11, 600_000); // an overwrite is logged: several chunks with a 40-block log
     let writes = 0;
     {
       const dev = new MemoryBlockDevice(0, image);
@@ -270,10 +327,50 @@ describe("exofs after a power cut during a write larger than the log", () => {
       assert.ok(fs.stats().transactions >= 4, "the write spans several transactions");
       writes = dev.stats.writeBlocks;
     }
-    const sizes = new Set<number>();
+    const prefixes = new Set<number>();
     for (let k = 0; k <= writes; k += 3) {
       const dev = new MemoryBlockDevice(0, image);
       const fs = FileSystem.mount(dev, CLOCK);
+      dev.cutPowerAfter(k);
+      const done = write("/f", 0, data)(fs) === data.length && fs.sync() === 0;
+      for (const [label, choice] of CHOICES(k)) {
+        const after = FileSystem.mount(dev.crash(choice), CLOCK);
+        assert.deepEqual(after.fsck().problems, [], `fsck, cut at ${k} (${label})`);
+        const st = after.stat("/f");
+        assert.ok(typeof st === "object");
+        assert.equal(st.size, data.length);
+        const got = new Uint8Array(st.size);
+        assert.equal(after.read(st.ino, 0, got), st.size);
+        // The two patterns differ in every byte: the first one not new is where old ones start.
+        let p = 0;
+        while (p < got.length && got[p] === data[p]) p++;
+        if (done) assert.equal(p, data.length, "all of it once committed");
+        assert.ok(p === data.length || p % BS === 0, `the new bytes end at ${p}, not a chunk end`);
+        const rest = Buffer.from(got.subarray(p));
+        assert.ok(rest.equals(Buffer.from(old.subarray(p))), "the old bytes after the new prefix");
+        prefixes.add(p);
+      }
+    }
+    assert.ok(prefixes.size >= 3, `several prefixes seen: ${[...prefixes]}`);
+  });
+
+  it("shows a prefix of a new file's data, in whole chunks, and all of it once committed", () => {
+    const image = baseImage([create("/f")], 40);
+    const small = { cacheBlocks: 112, ...CLOCK }; // little room for ordered data: many commits
+    const data = bytes(11, 600_000);
+    let writes = 0;
+    {
+      const dev = new MemoryBlockDevice(0, image);
+      const fs = FileSystem.mount(dev, small);
+      assert.equal(write("/f", 0, data)(fs), data.length);
+      assert.equal(fs.commit(), 0);
+      assert.ok(fs.stats().transactions >= 4, "the write spans several transactions");
+      writes = dev.stats.writeBlocks;
+    }
+    const sizes = new Set<number>();
+    for (let k = 0; k <= writes; k += 3) {
+      const dev = new MemoryBlockDevice(0, image);
+      const fs = FileSystem.mount(dev, small);
       dev.cutPowerAfter(k);
       const done = write("/f", 0, data)(fs) === data.length && fs.sync() === 0;
       for (const [label, choice] of CHOICES(k)) {
@@ -302,10 +399,12 @@ describe("exofs log replay", () => {
     assert.equal(write("/f", 0, fresh)(fs), fresh.length);
     const n = fs.stats().runningTxnBlocks;
     assert.ok(n > 5);
+    const ordered = fs.stats().orderedWaiting;
+    assert.ok(ordered > 0, "the new blocks of the file are ordered data");
     const want = snapshot(fs);
-    // The power goes at the first install write after the commit point (the log copies, the
-    // header and its flush are done); "none" drops that write.
-    dev.cutPowerAfter(n + 2);
+    // The power goes at the first install write after the commit point (the ordered data, the
+    // log copies, their flush and the FUA header are done); "none" drops that write.
+    dev.cutPowerAfter(ordered + n + 1);
     assert.equal(fs.commit(), -EIO);
     const committed = dev.crash("none").image();
 

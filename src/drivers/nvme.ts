@@ -24,7 +24,22 @@
  *
  * Batching (FlexSC): a blocking call prepares as many commands as there are free slots, then
  * rings the SQ tail doorbell once (store-release of the tail, then Notifier.notify(), which calls
- * into the kernel only if the device sleeps), then waits for completions.
+ * into the kernel only if the device sleeps), then waits for completions. Between plug() and
+ * unplug() (Linux's blk_plug) writes are only prepared: unplug() rings once for all of them and
+ * waits — or, with wait = false, returns at once and lets them complete in the background (the
+ * data is in the bounce buffers already). Running out of slots rings early and waits for some.
+ * Plugged writes that nobody waited for yet are *pending*: a read, flush, FUA write, raw command
+ * or the next plug() first waits for them (and throws their failure) — a read must see them, a
+ * FLUSH covers only completed commands (NVMe base spec, Flush command), and two writes of one
+ * block are never in flight together, since NVMe does not order commands. Inside an open plug
+ * such a call runs after that wait and the plug stays open.
+ *
+ * Scattered reads (readv): a command's blocks are copied from its bounce buffer into one
+ * caller buffer each — the buffer cache's blocks — through views of the bounce buffer's blocks
+ * made at attach.
+ *
+ * FUA (write with fua): CDW12 bit 30, Force Unit Access — the command completes only once its
+ * blocks are on the media (NVMe base spec, Write command, CDW12.FUA).
  *
  * Completions: a CQE is new when its phase tag equals the phase the driver expects; the driver
  * starts at phase 1 over a zeroed CQ and inverts its expectation every time its head wraps
@@ -42,13 +57,15 @@
  * state is unknown. Bad arguments are InvalidArgumentError (blocking) or -EINVAL (non-blocking).
  *
  * Allocation: the blocking paths allocate nothing but one view per partial chunk copied to or
- * from a caller's buffer (a TypedArray copy needs a view of the exact range).
+ * from a caller's buffer (a TypedArray copy needs a view of the exact range); readv allocates
+ * nothing.
  */
 
 import { EAGAIN, EINVAL, EIO, ENODEV, ETIMEDOUT, errnoName } from "../abi/errno.js";
 import { checkInteger, InvalidArgumentError, IoError } from "../errors.js";
 import { BLOCK_SIZE, type BlockDevice } from "../fs/blockdev.js";
 import {
+  CDW12_FUA,
   CQE_DW3,
   cqHeadDoorbell,
   describeStatus,
@@ -215,6 +232,8 @@ export class NvmeDriver implements BlockDevice {
   readonly #cqWord: number;
   /** Per slot: a view of its whole bounce buffer. */
   readonly #bounce: Uint8Array[] = [];
+  /** Block b of slot s's bounce buffer at [s × blocksPerCommand + b] (views made once). */
+  readonly #bounceBlocks: Uint8Array[] = [];
   // Queue state (this thread only).
   #sqTail = 0;
   #cqHead = 0;
@@ -234,6 +253,9 @@ export class NvmeDriver implements BlockDevice {
   readonly #sync: Uint8Array;
   readonly #user: (Uint8Array | null)[];
   readonly #userOff: Float64Array;
+  /** A scattered read's buffers, and the index of the slot's first block in them. */
+  readonly #vec: (readonly Uint8Array[] | null)[];
+  readonly #vecAt: Int32Array;
   readonly #free: Int32Array;
   #freeCount = 0;
   #asyncDone = 0;
@@ -241,6 +263,10 @@ export class NvmeDriver implements BlockDevice {
   #syncOutstanding = 0;
   #syncStatus = 0;
   #syncLba = 0;
+  /** Writes are being plugged (see the header). */
+  #plugged = false;
+  /** The blocking counters hold plugged writes nobody waited for yet (see the header). */
+  #pending = false;
   readonly #ready: () => boolean;
   readonly #hasAsync: () => boolean;
   #submitted = 0;
@@ -330,6 +356,9 @@ export class NvmeDriver implements BlockDevice {
     for (let s = 0; s < this.slots; s++) {
       const at = desc.dma.phys + this.#bounceOff + s * bounceBytes;
       this.#bounce.push(this.#u8.subarray(at, at + bounceBytes));
+      for (let k = 0; k < this.blocksPerCommand; k++) {
+        this.#bounceBlocks.push(this.#u8.subarray(at + k * BLOCK_SIZE, at + (k + 1) * BLOCK_SIZE));
+      }
     }
     this.#state = new Uint8Array(this.slots);
     this.#op = new Uint8Array(this.slots);
@@ -339,6 +368,8 @@ export class NvmeDriver implements BlockDevice {
     this.#sync = new Uint8Array(this.slots);
     this.#user = new Array<Uint8Array | null>(this.slots).fill(null);
     this.#userOff = new Float64Array(this.slots);
+    this.#vec = new Array<readonly Uint8Array[] | null>(this.slots).fill(null);
+    this.#vecAt = new Int32Array(this.slots);
     this.#free = new Int32Array(this.slots);
     this.#ready = () => this.#cqReady() || this.#deviceChanged();
     this.#hasAsync = () => this.#asyncDone > 0 || this.#cqReady() || this.#deviceChanged();
@@ -349,17 +380,62 @@ export class NvmeDriver implements BlockDevice {
 
   /** Read `count` blocks from `lba` into `dst`. Throws NvmeStatusError / IoError. */
   read(lba: number, count: number, dst: Uint8Array): void {
-    this.#transfer(NVME_CMD_READ, lba, count, dst);
+    this.#checkBuffer("read", count, dst);
+    this.#transfer(NVME_CMD_READ, lba, count, dst, null, 0);
   }
 
-  /** Write `count` blocks from `src` at `lba`; durable after a later flush(). */
-  write(lba: number, count: number, src: Uint8Array): void {
-    this.#transfer(NVME_CMD_WRITE, lba, count, src);
+  /** Read `count` blocks from `lba`, block lba + i into dst[i]. Throws NvmeStatusError / IoError. */
+  readv(lba: number, count: number, dst: readonly Uint8Array[]): void {
+    checkInteger("readv count", count, 0, Number.MAX_SAFE_INTEGER);
+    if (!Array.isArray(dst) || dst.length < count) {
+      throw new InvalidArgumentError(`readv: ${count} blocks need as many buffers`);
+    }
+    for (let i = 0; i < count; i++) {
+      const d = dst[i];
+      if (!(d instanceof Uint8Array) || d.length < BLOCK_SIZE) {
+        throw new InvalidArgumentError(
+          `readv: buffer ${i} must be a Uint8Array of ${BLOCK_SIZE} bytes`,
+        );
+      }
+    }
+    this.#transfer(NVME_CMD_READ, lba, count, null, dst, 0);
+  }
+
+  /**
+   * Write `count` blocks from `src` at `lba`: durable after a later flush(), or with `fua` when
+   * it returns. Inside a plug (and without fua) it may return before the write completes.
+   */
+  write(lba: number, count: number, src: Uint8Array, fua = false): void {
+    this.#checkBuffer("write", count, src);
+    this.#transfer(NVME_CMD_WRITE, lba, count, src, null, fua ? CDW12_FUA : 0);
+  }
+
+  /** Plug writes (see the header) until unplug(); pending writes complete first. */
+  plug(): void {
+    if (this.#plugged) return;
+    this.#settle();
+    this.#syncBegin();
+    this.#plugged = true;
+    this.#pending = true;
+  }
+
+  /**
+   * Ring for every plugged write; with `wait` (the default) wait for them, else leave them
+   * pending (see the header). Throws NvmeStatusError / IoError.
+   */
+  unplug(wait = true): void {
+    if (!this.#plugged) return;
+    this.#plugged = false;
+    this.#ring();
+    if (!wait) return;
+    this.#pending = false;
+    this.#syncEnd("plugged writes");
   }
 
   /** Make every completed write durable (NVMe FLUSH). */
   flush(): void {
     this.#checkDevice();
+    this.#settle();
     this.#syncBegin();
     this.#needSlot();
     this.#prepare(this.#take(), NVME_CMD_FLUSH, NVME_NSID, 0, 0, 0, 0, 0, true);
@@ -378,6 +454,7 @@ export class NvmeDriver implements BlockDevice {
       );
     }
     this.#checkDevice();
+    this.#settle();
     this.#syncBegin();
     this.#needSlot();
     this.#submitRaw(this.#take(), cmd, true);
@@ -524,39 +601,69 @@ export class NvmeDriver implements BlockDevice {
 
   // ---- blocking transfers ----
 
-  #transfer(op: number, lba: number, count: number, buf: Uint8Array): void {
-    const what = op === NVME_CMD_READ ? "read" : "write";
-    checkInteger(`${what} lba`, lba, 0, Number.MAX_SAFE_INTEGER);
+  #checkBuffer(what: string, count: number, buf: Uint8Array | undefined): void {
     checkInteger(`${what} count`, count, 0, Number.MAX_SAFE_INTEGER);
     if (!(buf instanceof Uint8Array) || buf.length < count * BLOCK_SIZE) {
       throw new InvalidArgumentError(
         `${what}: the buffer must be a Uint8Array of at least ${count * BLOCK_SIZE} bytes`,
       );
     }
+  }
+
+  /**
+   * Move `count` blocks between the device and `buf` (contiguous) or `vec` (one block each).
+   * A plain WRITE inside a plug is only queued; anything else waits for its completions.
+   */
+  #transfer(
+    op: number,
+    lba: number,
+    count: number,
+    buf: Uint8Array | null,
+    vec: readonly Uint8Array[] | null,
+    cdw12: number,
+  ): void {
+    const what = op === NVME_CMD_READ ? "read" : "write";
+    checkInteger(`${what} lba`, lba, 0, Number.MAX_SAFE_INTEGER);
     if (count === 0) return;
     this.#checkDevice();
-    this.#syncBegin();
-    this.#needSlot();
+    const queued = this.#plugged && op === NVME_CMD_WRITE && cdw12 === 0;
+    if (!queued) {
+      this.#settle();
+      this.#syncBegin();
+    }
     const per = this.blocksPerCommand;
     let next = 0;
-    while (next < count || this.#syncOutstanding > 0) {
-      // Prepare as many commands as there are slots (none after an error), then ring once.
-      while (next < count && this.#freeCount > 0 && this.#syncStatus === NVME_SC_SUCCESS) {
-        const n = Math.min(per, count - next);
-        const s = this.#take();
-        if (op === NVME_CMD_WRITE) this.#fillBounce(s, buf, next * BLOCK_SIZE, n);
-        else {
-          this.#user[s] = buf;
-          this.#userOff[s] = next * BLOCK_SIZE;
-        }
-        this.#prepare(s, op, NVME_NSID, lba + next, n, this.#bounceIova(s), 0, 0, true);
-        next += n;
+    while (next < count && this.#syncStatus === NVME_SC_SUCCESS) {
+      if (this.#freeCount === 0) {
+        this.#ring(); // out of slots: what is prepared goes now, and some of it must complete
+        this.#needSlot();
+        continue;
       }
-      if (this.#syncStatus !== NVME_SC_SUCCESS) next = count; // stop after the first error
-      this.#ring();
-      if (this.#syncOutstanding > 0) this.#awaitCompletions();
+      // Prepare as many commands as there are slots (none after an error), then ring once.
+      const n = Math.min(per, count - next);
+      const s = this.#take();
+      if (op === NVME_CMD_WRITE) this.#fillBounce(s, buf as Uint8Array, next * BLOCK_SIZE, n);
+      else if (vec !== null) {
+        this.#vec[s] = vec;
+        this.#vecAt[s] = next;
+      } else {
+        this.#user[s] = buf;
+        this.#userOff[s] = next * BLOCK_SIZE;
+      }
+      this.#prepare(s, op, NVME_NSID, lba + next, n, this.#bounceIova(s), cdw12, 0, true);
+      next += n;
     }
+    if (queued) return; // unplug() rings
+    this.#ring();
     this.#syncEnd(`${what} of ${count} blocks at ${lba}`);
+  }
+
+  /** Wait for the pending plugged writes, if any (an open plug stays open). */
+  #settle(): void {
+    if (!this.#pending) return;
+    this.#ring();
+    this.#pending = this.#plugged;
+    this.#syncEnd("plugged writes");
   }
 
   #syncBegin(): void {
@@ -578,13 +685,16 @@ export class NvmeDriver implements BlockDevice {
   }
 
   /**
-   * Make sure a blocking call can take a slot: wait for non-blocking commands in flight to
-   * complete if they hold every slot. Slots whose completions wait for poll() stay taken: if
-   * they are all that is left, the call cannot run (IoError, EAGAIN).
+   * Make sure a blocking call can take a slot: wait for its own commands in flight (a long
+   * transfer or a plug that used every slot), or for non-blocking ones if they hold every slot.
+   * Slots whose completions wait for poll() stay taken: if they are all that is left, the call
+   * cannot run (IoError, EAGAIN).
    */
   #needSlot(): void {
     while (this.#freeCount === 0) {
-      if (this.slots - this.#asyncDone - this.#syncOutstanding === 0) {
+      // Only a blocking command's completion frees a slot; with none in flight, wait for the
+      // non-blocking ones, and give up once they all wait for poll().
+      if (this.#syncOutstanding === 0 && this.#asyncDone === this.slots) {
         throw new IoError(
           `nvme: every command slot holds a completion that poll() has not taken yet`,
           EAGAIN,
@@ -706,12 +816,7 @@ export class NvmeDriver implements BlockDevice {
     }
     this.#completed++;
     if (status !== NVME_SC_SUCCESS) this.#errors++;
-    const user = this.#user[s];
-    if (user && status === NVME_SC_SUCCESS && this.#op[s] === NVME_CMD_READ) {
-      const bytes = this.#count[s] * BLOCK_SIZE;
-      const bounce = this.#bounce[s];
-      user.set(bytes === bounce.length ? bounce : bounce.subarray(0, bytes), this.#userOff[s]);
-    }
+    if (status === NVME_SC_SUCCESS && this.#op[s] === NVME_CMD_READ) this.#copyRead(s);
     if (this.#sync[s] === 1) {
       this.#syncOutstanding--;
       if (status !== NVME_SC_SUCCESS && this.#syncStatus === NVME_SC_SUCCESS) {
@@ -726,6 +831,23 @@ export class NvmeDriver implements BlockDevice {
     }
   }
 
+  /** A READ's data, from its bounce buffer to the caller's buffer or buffers. */
+  #copyRead(s: number): void {
+    const n = this.#count[s];
+    const user = this.#user[s];
+    if (user !== null) {
+      const bounce = this.#bounce[s];
+      const bytes = n * BLOCK_SIZE;
+      user.set(bytes === bounce.length ? bounce : bounce.subarray(0, bytes), this.#userOff[s]);
+      return;
+    }
+    const vec = this.#vec[s];
+    if (vec === null) return;
+    const first = s * this.blocksPerCommand;
+    const at = this.#vecAt[s];
+    for (let k = 0; k < n; k++) (vec[at + k] as Uint8Array).set(this.#bounceBlocks[first + k]);
+  }
+
   #take(): number {
     return this.#free[--this.#freeCount];
   }
@@ -733,6 +855,7 @@ export class NvmeDriver implements BlockDevice {
   #release(s: number): void {
     this.#state[s] = SLOT_FREE;
     this.#user[s] = null;
+    this.#vec[s] = null;
     this.#free[this.#freeCount++] = s;
   }
 
@@ -892,6 +1015,8 @@ export class NvmeDriver implements BlockDevice {
     this.#freeCount = 0;
     for (let s = this.slots - 1; s >= 0; s--) this.#release(s);
     this.#asyncDone = this.#syncOutstanding = 0;
+    this.#syncStatus = NVME_SC_SUCCESS;
+    this.#plugged = this.#pending = false;
     const sq = desc.dma.iova + this.#sqOff;
     const cq = desc.dma.iova + this.#cqOff;
     const cfg = (field: number, v: number) => Atomics.store(i32, b + queueConfigWord(0, field), v); // publish: read by the device at enable

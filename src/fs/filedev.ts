@@ -2,10 +2,11 @@
  * filedev: a BlockDevice over a host file, with node:fs synchronous calls — what the mkfs, fs
  * and fsck commands run the filesystem on (src/cli/fs.ts), and what tests use for real files.
  *
- * Owns one file descriptor. The device has floor(size / 4096) blocks; flush() is fsync, so the
- * durability contract of src/fs/blockdev.ts holds with the host's page cache as the volatile
- * write cache. Every host error becomes an IoError naming the file, with the host's errno and
- * the original error as its cause.
+ * Owns one file descriptor. The device has floor(size / 4096) blocks; flush() is fsync and a
+ * FUA write is a write then fdatasync, so the durability contract of src/fs/blockdev.ts holds
+ * with the host's page cache as the volatile write cache. Writes complete at once: plug() and
+ * unplug() do nothing. Every host error becomes an IoError naming the file, with the host's
+ * errno and the original error as its cause.
  *
  * Who calls: the CLI and tests, on one thread. close() when done.
  */
@@ -13,6 +14,7 @@
 import {
   closeSync,
   constants,
+  fdatasyncSync,
   fstatSync,
   fsyncSync,
   ftruncateSync,
@@ -91,7 +93,15 @@ export class FileBlockDevice implements BlockDevice {
     }
   }
 
-  write(lba: number, count: number, src: Uint8Array): void {
+  readv(lba: number, count: number, dst: readonly Uint8Array[]): void {
+    this.#check("read", lba, count, null);
+    if (dst.length < count) {
+      throw new IoError(`${this.path}: read of ${count} blocks got ${dst.length} buffers`, EIO);
+    }
+    for (let i = 0; i < count; i++) this.read(lba + i, 1, dst[i] as Uint8Array);
+  }
+
+  write(lba: number, count: number, src: Uint8Array, fua = false): void {
     this.#check("write", lba, count, src);
     const bytes = count * BLOCK_SIZE;
     let done = 0;
@@ -100,7 +110,12 @@ export class FileBlockDevice implements BlockDevice {
         writeSync(this.#fd, src, done, bytes - done, lba * BLOCK_SIZE + done),
       );
     }
+    if (fua) host(this.path, "fdatasync", () => fdatasyncSync(this.#fd));
   }
+
+  plug(): void {}
+
+  unplug(): void {}
 
   flush(): void {
     if (this.readOnly) throw new IoError(`${this.path}: flush of a read-only image`, EROFS);
@@ -120,7 +135,7 @@ export class FileBlockDevice implements BlockDevice {
     if (this.#fd < 0) throw new IoError(`${this.path}: the device is closed`, EIO);
   }
 
-  #check(op: "read" | "write", lba: number, count: number, buf: Uint8Array): void {
+  #check(op: "read" | "write", lba: number, count: number, buf: Uint8Array | null): void {
     this.#open();
     if (op === "write" && this.readOnly) {
       throw new IoError(`${this.path}: write to a read-only image`, EROFS);
@@ -137,7 +152,7 @@ export class FileBlockDevice implements BlockDevice {
         EIO,
       );
     }
-    if (buf.length < count * BLOCK_SIZE) {
+    if (buf !== null && buf.length < count * BLOCK_SIZE) {
       throw new IoError(
         `${this.path}: ${op} of ${count} blocks needs ${count * BLOCK_SIZE} bytes, the buffer has ${buf.length}`,
         EIO,

@@ -1,7 +1,8 @@
 /**
  * fs: exofs, the filesystem of the storage domain — files and directories on a BlockDevice,
- * crash-consistent through a write-ahead log (src/fs/log.ts), read through a buffer cache
- * (src/fs/bcache.ts). The on-disk format is drawn in src/fs/layout.ts.
+ * crash-consistent through a write-ahead log with ordered data (src/fs/log.ts), read through a
+ * buffer cache (src/fs/bcache.ts) with read-ahead. The on-disk format is drawn in
+ * src/fs/layout.ts.
  *
  * Owns: the FileSystem class — mkfs, mount (log replay, orphan cleanup), path operations
  * (lookup, create, mkdir, unlink, rmdir, rename, stat, readdir), directories (entries, lookup,
@@ -25,6 +26,32 @@
  * a crash a prefix of the chunks may be present. Every operation is visible to every later call
  * at once (through the cache), durable after the next sync()/commit() returns.
  *
+ * What a crash leaves: exactly the state of a commit point — the last commit() or sync() that
+ * returned, or the one in flight — metadata and file data alike. Data written into blocks the
+ * running transaction allocated (appends, new files, filled holes) is not logged but written
+ * home before the commit record (ordered data, src/fs/log.ts): until that commit those blocks
+ * are free, so a crash cannot show them; an overwrite of data the committed state holds is
+ * logged. So a write costs its data once on the device (plus metadata), not twice.
+ *
+ * Reading: file data goes through the cache, and reads that go on where the last one of the
+ * same open file ended (a {@link ReadAhead} the caller keeps per open file, Linux's
+ * file_ra_state) read ahead: a missing block is read together with the blocks after it, up to
+ * a window that starts at 4× a small request and doubles with each sequential read up to
+ * {@link RA_MAX_BLOCKS}, and is dropped by a seek (mm/readahead.c's on-demand read-ahead,
+ * synchronous here: the domain serves one call at a time). The blocks after a missing one are
+ * read as far as they are consecutive on the device, not cached and in the window, with one
+ * scattered device read (one command per MDTS, behind one doorbell). A request of
+ * {@link DIRECT_MIN_BLOCKS} blocks or more of a file larger than a quarter of the cache reads
+ * its missing runs straight into the caller's buffer instead (it is its own read-ahead, and a
+ * file that size would only churn the cache); a smaller file is cached however it is read.
+ * Read-ahead blocks come into the cache's inactive list, so a stream does not push out what is
+ * used again (src/fs/bcache.ts).
+ *
+ * Lookups: a path that lookup() or stat() resolved is remembered (path → inode, Linux's dcache
+ * in its simplest form: whole paths, positive entries only). A name goes away only by unlink,
+ * rmdir or rename, and each of them forgets every remembered path; create and mkdir add names,
+ * which no remembered path can be.
+ *
  * Semantics worth knowing:
  *   - Paths are absolute; empty components and trailing slashes are ignored; "." and ".." are
  *     followed while walking, but an operation that names "." or ".." as its last component
@@ -42,7 +69,8 @@
  *   - mtime/ctime are milliseconds from the clock given at mount (Date.now by default).
  *
  * Allocation: read and write create no objects per block beyond the typed-array views that
- * copies between the caller's buffer and cached blocks need; path operations allocate the
+ * copies of partial blocks between the caller's buffer and cached blocks need, and the set
+ * entries that track the running transaction's allocations; path operations allocate the
  * strings of path components; stat and readdir return new objects.
  */
 
@@ -107,6 +135,28 @@ import { WriteAheadLog } from "./log.js";
 /** Stale file handle (Linux's number; src/abi/errno.ts has no entry for it yet). */
 export const ESTALE = 116;
 
+/** The largest read-ahead window, in blocks (1 MiB). */
+export const RA_MAX_BLOCKS = 256;
+/** A request of this many blocks or more, of a large file, reads past the cache (256 KiB). */
+export const DIRECT_MIN_BLOCKS = 64;
+/** Most ordered data blocks that wait in the cache before they are written home (2 MiB). */
+const ORDERED_MAX_BLOCKS = 512;
+/** Most paths the lookup cache remembers; it starts over when full. */
+const NAME_CACHE_MAX = 1024;
+
+/**
+ * The read-ahead state of one open file (Linux's file_ra_state): the caller keeps one per open
+ * file and passes it to every read of that file. Fields are the filesystem's.
+ */
+export class ReadAhead {
+  /** Byte offset where the last read ended: a read starting here is sequential. */
+  next = 0;
+  /** Current window, in blocks; 0 after a seek. */
+  window = 0;
+  /** File block the last read ended in, -1 for none (reading on through it is not an access). */
+  lastBlock = -1;
+}
+
 export type FileType = "file" | "dir";
 
 export interface FsStat {
@@ -124,6 +174,18 @@ export interface FsStat {
 
 /** The name the storage domain knows FsStat by. */
 export type InodeStat = FsStat;
+
+/** A stat result that statInto fills in place. */
+export class StatRecord implements FsStat {
+  ino = 0;
+  gen = 0;
+  type: FileType = "file";
+  size = 0;
+  nlink = 0;
+  mtimeMs = 0;
+  ctimeMs = 0;
+  blocks = 0;
+}
 
 export interface DirEntry {
   readonly name: string;
@@ -163,6 +225,14 @@ export interface FsStats {
   readonly flushes: number;
   readonly runningTxnBlocks: number;
   readonly logCapacity: number;
+  /** Ordered data blocks written home, and those waiting to be. */
+  readonly orderedBlocks: number;
+  readonly orderedWaiting: number;
+  /** FUA writes (commit records). */
+  readonly fuaWrites: number;
+  /** Blocks read past the end of a request (read-ahead), and cache buffers on the active list. */
+  readonly readAheadBlocks: number;
+  readonly cacheActive: number;
   /** Blocks installed from the log at mount, and orphan inodes freed at mount. */
   readonly replayedBlocks: number;
   readonly orphansFreed: number;
@@ -185,11 +255,14 @@ export class FileSystem {
   readonly #now: () => number;
   /** Open-file pins: ino → count. */
   readonly #pins = new Map<number, number>();
+  /** Paths resolved by lookup and stat: path → inode (see the header). */
+  readonly #names = new Map<string, number>();
   /** Largest chunk of one write, in blocks, whose reservation fits the log. */
   readonly #chunkBlocks: number;
   #failure: Error | null = null;
   #replayed = 0;
   #orphansFreed = 0;
+  #readAheadBlocks = 0;
 
   // Scratch of the path walk and directory search (one call at a time, so one set suffices).
   /** The encoded name being looked up, [0, #nameLen). */
@@ -215,9 +288,15 @@ export class FileSystem {
   ) {
     this.sb = sb;
     this.#now = opts.now ?? Date.now;
-    this.#cache = new BufferCache(dev, cacheBlocks);
-    this.#log = new WriteAheadLog(dev, sb, seq);
+    // Pinned buffers: the transaction's (≤ log capacity) and ordered data; a fill takes at most
+    // half of what is left; MIN_EVICTABLE always stays evictable (see src/fs/bcache.ts).
+    const spare = cacheBlocks - sb.logBlocks - MIN_EVICTABLE;
+    const ordered = Math.max(1, Math.min(ORDERED_MAX_BLOCKS, Math.floor(spare / 2)));
+    const fill = Math.max(1, Math.min(RA_MAX_BLOCKS, Math.floor((spare - ordered) / 2)));
+    this.#cache = new BufferCache(dev, cacheBlocks, fill);
+    this.#log = new WriteAheadLog(dev, this.#cache, sb, seq, ordered);
     this.#inodes = new InodeStore(sb, this.#cache, this.#log);
+    this.#log.onCommit = () => this.#inodes.endTxn();
     let k = sb.logBlocks;
     while (k > 1 && this.#inodes.chunkCost(k) > sb.logBlocks) k--;
     this.#chunkBlocks = k;
@@ -303,7 +382,7 @@ export class FileSystem {
     }
     try {
       this.#log.commit();
-      this.#log.flush();
+      this.#log.checkpoint();
     } catch (err) {
       this.#fault(err);
       throw err;
@@ -317,7 +396,7 @@ export class FileSystem {
   lookup(path: string): number {
     if (this.#failure) return -EIO;
     try {
-      return this.#resolve(path, false);
+      return this.#lookup(path);
     } catch (err) {
       return this.#fault(err);
     }
@@ -343,7 +422,7 @@ export class FileSystem {
   unlink(path: string): number {
     if (this.#failure) return -EIO;
     try {
-      return this.#unlink(path);
+      return this.#forgetNames(this.#unlink(path));
     } catch (err) {
       return this.#fault(err);
     }
@@ -353,7 +432,7 @@ export class FileSystem {
   rmdir(path: string): number {
     if (this.#failure) return -EIO;
     try {
-      return this.#rmdir(path);
+      return this.#forgetNames(this.#rmdir(path));
     } catch (err) {
       return this.#fault(err);
     }
@@ -367,7 +446,7 @@ export class FileSystem {
   rename(from: string, to: string): number {
     if (this.#failure) return -EIO;
     try {
-      return this.#rename(from, to);
+      return this.#forgetNames(this.#rename(from, to));
     } catch (err) {
       return this.#fault(err);
     }
@@ -376,7 +455,7 @@ export class FileSystem {
   stat(path: string): FsStat | number {
     if (this.#failure) return -EIO;
     try {
-      const ino = this.#resolve(path, false);
+      const ino = this.#lookup(path);
       return ino < 0 ? ino : this.#stat(ino);
     } catch (err) {
       return this.#fault(err);
@@ -422,15 +501,31 @@ export class FileSystem {
     }
   }
 
-  /** Read up to dst.length bytes at `offset`: bytes read (0 at or past the end) or -errno. */
-  read(ino: number, offset: number, dst: Uint8Array, gen = -1): number {
+  /** statIno into `out` (a record the caller reuses: nothing allocated). 0 or -errno. */
+  statInto(ino: number, gen: number, out: StatRecord): number {
+    if (this.#failure) return -EIO;
+    try {
+      const bad = this.#checkHandle(ino, gen);
+      if (bad < 0) return bad;
+      this.#fillStat(ino, out);
+      return 0;
+    } catch (err) {
+      return this.#fault(err);
+    }
+  }
+
+  /**
+   * Read up to dst.length bytes at `offset`: bytes read (0 at or past the end) or -errno. With
+   * `ra`, the open file's read-ahead state, sequential reads read ahead (see the header).
+   */
+  read(ino: number, offset: number, dst: Uint8Array, gen = -1, ra?: ReadAhead): number {
     if (this.#failure) return -EIO;
     try {
       const bad = this.#checkHandle(ino, gen);
       if (bad < 0) return bad;
       if (this.#inodes.type(ino) !== T_FILE) return -EISDIR;
       if (!Number.isSafeInteger(offset) || offset < 0) return -EINVAL;
-      return this.#read(ino, offset, dst);
+      return this.#read(ino, offset, dst, ra);
     } catch (err) {
       return this.#fault(err);
     }
@@ -507,12 +602,15 @@ export class FileSystem {
 
   // ---- durability, statistics, checking -----------------------------------------------------
 
-  /** Commit the running transaction and flush: everything done so far is durable. 0 or -EIO. */
+  /**
+   * Commit the running transaction: everything done so far is durable. With nothing to commit
+   * it already is (every commit is durable when it returns), and no device call is made.
+   * 0 or -EIO.
+   */
   sync(): number {
     if (this.#failure) return -EIO;
     try {
-      if (this.#log.used > 0) this.#log.commit();
-      else this.#log.flush();
+      this.#log.commit();
       return 0;
     } catch (err) {
       return this.#fault(err);
@@ -547,6 +645,11 @@ export class FileSystem {
       flushes: l.flushes,
       runningTxnBlocks: this.#log.used,
       logCapacity: this.#log.capacity,
+      orderedBlocks: l.orderedBlocks,
+      orderedWaiting: this.#log.orderedWaiting,
+      fuaWrites: l.fuaWrites,
+      readAheadBlocks: this.#readAheadBlocks,
+      cacheActive: this.#cache.active,
       replayedBlocks: this.#replayed,
       orphansFreed: this.#orphansFreed,
       freeBlocks: this.#inodes.freeBlocks,
@@ -753,12 +856,78 @@ export class FileSystem {
     return 0;
   }
 
-  #read(ino: number, offset: number, dst: Uint8Array): number {
+  #read(ino: number, offset: number, dst: Uint8Array, ra: ReadAhead | undefined): number {
     const size = this.#inodes.size(ino);
     if (offset >= size || dst.length === 0) return 0;
     const n = Math.min(dst.length, size - offset);
     const end = offset + n;
-    // A run of uncached, physically consecutive full blocks is read with one device call.
+    const first = Math.floor(offset / BLOCK_SIZE);
+    const last = Math.floor((end - 1) / BLOCK_SIZE);
+    const blocks = last - first + 1;
+    const fileBlocks = Math.ceil(size / BLOCK_SIZE);
+    if (blocks >= DIRECT_MIN_BLOCKS && fileBlocks > this.#cache.capacity >> 2) {
+      if (ra !== undefined) this.#advance(ra, offset, end, 0);
+      return this.#readDirect(ino, offset, dst, n);
+    }
+    let ahead = 0;
+    let lastSeen = -1;
+    if (ra !== undefined) {
+      lastSeen = ra.lastBlock;
+      ahead = this.#advance(ra, offset, end, blocks);
+    }
+    const limit = Math.min(fileBlocks - 1, last + ahead);
+    for (let pos = offset; pos < end; ) {
+      const fbn = Math.floor(pos / BLOCK_SIZE);
+      const from = pos - fbn * BLOCK_SIZE;
+      const len = Math.min(BLOCK_SIZE - from, end - pos);
+      const at = pos - offset;
+      pos += len;
+      const phys = this.#inodes.bmap(ino, fbn);
+      if (phys === 0) {
+        dst.fill(0, at, at + len);
+        continue;
+      }
+      // Reading on through the block the last read of this open file ended in is not a new
+      // access of it (see src/fs/bcache.ts).
+      const access = fbn !== lastSeen;
+      let b = this.#cache.lookup(phys, access);
+      if (b === undefined) {
+        const run = this.#inodes.contiguous(
+          ino,
+          fbn,
+          phys,
+          Math.min(this.#cache.maxFill, limit - fbn + 1),
+        );
+        let count = 1;
+        while (count < run && !this.#cache.has(phys + count)) count++;
+        this.#cache.fill(phys, count);
+        if (fbn + count - 1 > last) this.#readAheadBlocks += fbn + count - 1 - last;
+        b = this.#cache.lookup(phys, access) as Buf;
+      }
+      dst.set(len === BLOCK_SIZE ? b.data : b.data.subarray(from, from + len), at);
+    }
+    return n;
+  }
+
+  /**
+   * Update an open file's read-ahead state for a read of [offset, end) spanning `blocks`
+   * blocks; returns how many blocks past the request to read where one is missing.
+   */
+  #advance(ra: ReadAhead, offset: number, end: number, blocks: number): number {
+    if (offset !== ra.next || blocks === 0) ra.window = 0;
+    else if (ra.window === 0) ra.window = initialWindow(blocks);
+    else ra.window = Math.min(RA_MAX_BLOCKS, ra.window * 2);
+    ra.next = end;
+    ra.lastBlock = Math.floor((end - 1) / BLOCK_SIZE);
+    return ra.window;
+  }
+
+  /**
+   * A large read: cached blocks from the cache, each run of uncached, physically consecutive
+   * full blocks with one device read straight into `dst`.
+   */
+  #readDirect(ino: number, offset: number, dst: Uint8Array, n: number): number {
+    const end = offset + n;
     let runLba = 0;
     let runLen = 0;
     let runAt = 0;
@@ -782,7 +951,10 @@ export class FileSystem {
         if (runLen > 0) this.#readRun(runLba, runLen, dst, runAt);
         runLen = 0;
         if (phys === 0) dst.fill(0, at, at + len);
-        else dst.set(this.#cache.read(phys).data.subarray(from, from + len), at);
+        else {
+          const b = this.#cache.read(phys);
+          dst.set(len === BLOCK_SIZE ? b.data : b.data.subarray(from, from + len), at);
+        }
       }
       pos += len;
     }
@@ -812,11 +984,25 @@ export class FileSystem {
     return done > 0 ? done : -ENOSPC;
   }
 
-  /** One atomic chunk of a write: `len` bytes of src[at…] at file offset `pos`. Bytes written. */
+  /**
+   * One atomic chunk of a write: `len` bytes of src[at…] at file offset `pos`. Bytes written.
+   * Blocks the running transaction allocates are ordered data, the rest logged (see the
+   * header); the reservation counts as logged every block the file may already hold (a hole
+   * filled finds no room for ordered data perhaps), every new block beyond the room for ordered
+   * data, and as many as the transaction freed (a block allocated again from those is logged).
+   */
   #writeChunk(ino: number, pos: number, src: Uint8Array, at: number, len: number): number {
     const first = Math.floor(pos / BLOCK_SIZE);
     const last = Math.floor((pos + len - 1) / BLOCK_SIZE);
-    this.#log.begin(this.#inodes.chunkCost(last - first + 1));
+    const k = last - first + 1;
+    const log = this.#log;
+    // Blocks the file may hold already (holes included), and those past its end: all new.
+    const end = Math.ceil(this.#inodes.size(ino) / BLOCK_SIZE);
+    const held = Math.max(0, Math.min(last, end - 1) - first + 1);
+    const fresh = k - held;
+    if (log.orderedWaiting + fresh > log.orderedCapacity) log.writeBack();
+    const unordered = Math.max(0, fresh - log.orderedCapacity) + this.#inodes.freedInTxn;
+    log.begin(this.#inodes.chunkMetaCost(k) + Math.min(k, held + unordered));
     let written = 0;
     for (let fbn = first; fbn <= last; fbn++) {
       if (this.#inodes.blocksNeeded(ino, fbn) > this.#inodes.freeBlocks) break;
@@ -833,7 +1019,15 @@ export class FileSystem {
         b = this.#cache.read(phys);
       }
       b.data.set(src.subarray(at + written, at + written + n), from);
-      this.#log.write(b);
+      if (
+        !b.inTxn &&
+        this.#inodes.isNew(phys) &&
+        (b.ordered || log.orderedWaiting < log.orderedCapacity)
+      ) {
+        log.ordered(b);
+      } else {
+        log.write(b);
+      }
       written += n;
     }
     if (written > 0) {
@@ -868,18 +1062,21 @@ export class FileSystem {
   }
 
   #stat(ino: number): FsStat {
+    return this.#fillStat(ino, new StatRecord());
+  }
+
+  #fillStat(ino: number, out: StatRecord): StatRecord {
     const b = this.#cache.read(inodeBlock(this.sb, ino));
     const o = inodeOffset(ino);
-    return {
-      ino,
-      gen: b.dv.getUint32(o + I_GEN, true),
-      type: TYPE_NAMES[b.dv.getUint16(o + I_TYPE, true)] ?? "file",
-      size: inodeSize(b.dv, o),
-      nlink: b.dv.getUint16(o + I_NLINK, true),
-      mtimeMs: b.dv.getFloat64(o + I_MTIME, true),
-      ctimeMs: b.dv.getFloat64(o + I_CTIME, true),
-      blocks: b.dv.getUint32(o + I_BLOCKS, true),
-    };
+    out.ino = ino;
+    out.gen = b.dv.getUint32(o + I_GEN, true);
+    out.type = TYPE_NAMES[b.dv.getUint16(o + I_TYPE, true)] ?? "file";
+    out.size = inodeSize(b.dv, o);
+    out.nlink = b.dv.getUint16(o + I_NLINK, true);
+    out.mtimeMs = b.dv.getFloat64(o + I_MTIME, true);
+    out.ctimeMs = b.dv.getFloat64(o + I_CTIME, true);
+    out.blocks = b.dv.getUint32(o + I_BLOCKS, true);
+    return out;
   }
 
   #readdir(dir: number): DirEntry[] {
@@ -903,6 +1100,24 @@ export class FileSystem {
   }
 
   // ---- paths and directories ----------------------------------------------------------------
+
+  /** The inode `path` names (remembered, see the header), or -errno. */
+  #lookup(path: string): number {
+    const known = this.#names.get(path);
+    if (known !== undefined) return known;
+    const ino = this.#resolve(path, false);
+    if (ino > 0) {
+      if (this.#names.size >= NAME_CACHE_MAX) this.#names.clear();
+      this.#names.set(path, ino);
+    }
+    return ino;
+  }
+
+  /** After a call that may have removed a name (`r` its result): forget every path. */
+  #forgetNames(r: number): number {
+    if (r === 0) this.#names.clear();
+    return r;
+  }
 
   /**
    * Walk `path` from the root. Returns the inode it names, or with `parentOnly` the directory
@@ -1105,6 +1320,18 @@ export class FileSystem {
     }
     throw err;
   }
+}
+
+/**
+ * The first read-ahead window for a sequential read of `blocks` blocks (mm/readahead.c's
+ * get_init_ra_size): 4× a small request, 2× a medium one, else the largest window.
+ */
+function initialWindow(blocks: number): number {
+  let w = 1;
+  while (w < blocks) w *= 2;
+  if (w <= RA_MAX_BLOCKS / 32) return w * 4;
+  if (w <= RA_MAX_BLOCKS / 4) return w * 2;
+  return RA_MAX_BLOCKS;
 }
 
 /** Write `count` zero blocks at `lba` (mkfs), 256 at a time. */

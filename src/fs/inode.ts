@@ -6,8 +6,11 @@
  * Owns: reading and writing inode fields in their cached blocks (no in-memory inode copies:
  * the cached block is the inode), mapping file block numbers through the direct, indirect and
  * double-indirect pointers (xv6's bmap, one level deeper), allocating and freeing blocks (next
- * fit over the bitmap) and inodes (generation bumped at each allocation), the free counts, and
- * the mount-time scan that counts them and finds orphans.
+ * fit over the bitmap) and inodes (generation bumped at each allocation), the free counts, the
+ * mount-time scan that counts them and finds orphans, and which blocks the running transaction
+ * allocated (free in the committed state: their data may be written home unlogged, see
+ * src/fs/log.ts) or freed (held in the committed state: a data block reused from them is
+ * logged).
  *
  * Invariants: every change goes through the running transaction (log.write after each change
  * to a cached block); the caller reserved log room first (see chunkCost / freeCost) and checked
@@ -59,12 +62,32 @@ export class InodeStore {
   /** Next-fit hints: where the last block and inode allocations ended. */
   #blockHint: number;
   #inodeHint = ROOT_INO + 1;
+  /** Blocks the running transaction allocated that the committed state has free. */
+  readonly #txnNew = new Set<number>();
+  /** Blocks the running transaction freed that the committed state holds. */
+  readonly #txnFreed = new Set<number>();
 
   constructor(sb: Superblock, cache: BufferCache, log: WriteAheadLog) {
     this.sb = sb;
     this.#cache = cache;
     this.#log = log;
     this.#blockHint = sb.dataStart;
+  }
+
+  /** Whether the running transaction allocated `blk` and the committed state has it free. */
+  isNew(blk: number): boolean {
+    return this.#txnNew.has(blk);
+  }
+
+  /** Blocks the running transaction freed (an allocation may hand them out again). */
+  get freedInTxn(): number {
+    return this.#txnFreed.size;
+  }
+
+  /** The running transaction committed: what it allocated and freed is the committed state. */
+  endTxn(): void {
+    this.#txnNew.clear();
+    this.#txnFreed.clear();
   }
 
   /** Free data blocks and free inodes (counted at mount, kept up to date). */
@@ -163,8 +186,13 @@ export class InodeStore {
    * bitmap blocks of everything it may allocate.
    */
   chunkCost(k: number): number {
+    return k + this.chunkMetaCost(k);
+  }
+
+  /** The part of chunkCost(k) that is not the k data blocks themselves. */
+  chunkMetaCost(k: number): number {
     const tables = 2 + Math.floor(k / NINDIRECT) + 2;
-    return k + 1 + tables + Math.min(this.sb.bitmapBlocks, k + tables);
+    return 1 + tables + Math.min(this.sb.bitmapBlocks, k + tables);
   }
 
   // ---- mount-time scan ----------------------------------------------------------------------
@@ -222,6 +250,38 @@ export class InodeStore {
     if (top === 0) return 0;
     const l2 = this.#ptr(this.#cache.read(top), 4 * Math.floor(fbn / NINDIRECT));
     return l2 === 0 ? 0 : this.#ptr(this.#cache.read(l2), 4 * (fbn % NINDIRECT));
+  }
+
+  /**
+   * How many file blocks from `fbn` on (at most `max`) map to consecutive blocks `phys`,
+   * phys + 1, …, where `phys` is the block of `fbn`: one table read for the whole run (it ends
+   * at a table's end). For read-ahead, which reads such a run with one device command.
+   */
+  contiguous(ino: number, fbn: number, phys: number, max: number): number {
+    let n = 1;
+    if (fbn < NDIRECT) {
+      const ib = this.ibuf(ino);
+      const o = inodeOffset(ino) + I_DIRECT;
+      while (n < max && fbn + n < NDIRECT && this.#ptr(ib, o + 4 * (fbn + n)) === phys + n) n++;
+      return n;
+    }
+    const rel = fbn - NDIRECT;
+    let table: number;
+    let slot: number;
+    if (rel < NINDIRECT) {
+      table = this.#ptr(this.ibuf(ino), inodeOffset(ino) + I_INDIRECT);
+      slot = rel;
+    } else {
+      const top = this.#ptr(this.ibuf(ino), inodeOffset(ino) + I_DINDIRECT);
+      if (top === 0) return 1;
+      const d = rel - NINDIRECT;
+      table = this.#ptr(this.#cache.read(top), 4 * Math.floor(d / NINDIRECT));
+      slot = d % NINDIRECT;
+    }
+    if (table === 0) return 1;
+    const t = this.#cache.read(table);
+    while (n < max && slot + n < NINDIRECT && this.#ptr(t, 4 * (slot + n)) === phys + n) n++;
+    return n;
   }
 
   /** Blocks that mapping file block `fbn` would allocate: the data block and missing tables. */
@@ -383,6 +443,7 @@ export class InodeStore {
           d[byte] = v | (1 << bit);
           this.#log.write(b);
           this.#freeBlocks--;
+          if (!this.#txnFreed.has(blk)) this.#txnNew.add(blk);
           this.#blockHint = blk + 1 < totalBlocks ? blk + 1 : dataStart;
           return blk;
         }
@@ -399,6 +460,7 @@ export class InodeStore {
     b.data[i] &= ~m;
     this.#log.write(b);
     this.#freeBlocks++;
+    if (!this.#txnNew.delete(blk)) this.#txnFreed.add(blk);
   }
 }
 

@@ -19,10 +19,11 @@
  *
  *   superblock (block 0)                  log header (block 1), the commit record
  *     0  magic "EXOFS001"    8 bytes        0  LOG_MAGIC "XLOG"   u32
- *     8  version             u32            4  n: blocks logged   u32   (0 = nothing to replay)
- *    12  block size (4096)   u32            8  sequence number    u32   (+1 per commit)
- *    16  total blocks        u32           12  crc32 of [0,12)+[16,4096)
- *    20  log start (1)       u32           16  n × { home block u32, crc32 of the logged copy u32 }
+ *     8  version             u32            4  n: blocks logged   u16   (0 = nothing to replay)
+ *    12  block size (4096)   u32            6  first copy's slot  u16   (copy i: slot (first+i) % L)
+ *    16  total blocks        u32            8  sequence number    u32   (+1 per commit)
+ *    20  log start (1)       u32           12  crc32 of [0,12)+[16,4096)
+ *                                          16  n × { home block u32, crc32 of the logged copy u32 }
  *    24  log capacity L      u32
  *    28  inode start I       u32          inode (128 bytes; inode 0 is never used, 1 is the root)
  *    32  inode blocks IB     u32            0  type u16 (0 free, 1 file, 2 dir)
@@ -89,7 +90,10 @@ export interface Superblock {
 
 export const LOG_MAGIC = 0x474f4c58; // "XLOG"
 export const LH_MAGIC = 0;
+/** u16. (Images of the first log format held n as a u32 ≤ 510, so their LH_START reads 0.) */
 export const LH_COUNT = 4;
+/** u16: the log slot of the first copy; slot k is block logStart + 1 + k. */
+export const LH_START = 6;
 export const LH_SEQ = 8;
 export const LH_CRC = 12;
 export const LH_ENTRIES = 16;

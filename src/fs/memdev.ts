@@ -16,7 +16,10 @@
  *                     returned as a new, powered device. Works whether or not power was cut.
  *
  * A block is the unit of atomicity (NVMe's atomic write unit): a block is persisted whole or
- * not at all; a multi-block write is as many independent block writes.
+ * not at all; a multi-block write is as many independent block writes. A FUA write reaches the
+ * media before it returns, block by block (a cut part-way keeps the blocks before it), and
+ * supersedes the pending writes of its blocks; it makes no other write durable. Writes complete
+ * at once, so plug() and unplug() do nothing.
  *
  * Who calls: tests (test/fs-*.test.ts). Not thread-safe; one caller at a time.
  */
@@ -38,6 +41,8 @@ export interface MemoryDeviceStats {
   /** Write calls and blocks written. */
   writes: number;
   writeBlocks: number;
+  /** FUA write calls (counted in writes too). */
+  fuaWrites: number;
   flushes: number;
 }
 
@@ -48,6 +53,7 @@ export class MemoryBlockDevice implements BlockDevice {
     readBlocks: 0,
     writes: 0,
     writeBlocks: 0,
+    fuaWrites: 0,
     flushes: 0,
   };
   readonly #view: Uint8Array;
@@ -74,18 +80,40 @@ export class MemoryBlockDevice implements BlockDevice {
     dst.set(this.#view.subarray(lba * BLOCK_SIZE, (lba + count) * BLOCK_SIZE));
   }
 
-  write(lba: number, count: number, src: Uint8Array): void {
+  readv(lba: number, count: number, dst: readonly Uint8Array[]): void {
+    this.#check("read", lba, count, null);
+    if (dst.length < count) this.#short("read", count, dst.length);
+    this.stats.reads++;
+    this.stats.readBlocks += count;
+    for (let i = 0; i < count; i++) {
+      const at = (lba + i) * BLOCK_SIZE;
+      (dst[i] as Uint8Array).set(this.#view.subarray(at, at + BLOCK_SIZE));
+    }
+  }
+
+  write(lba: number, count: number, src: Uint8Array, fua = false): void {
     this.#check("write", lba, count, src);
     this.stats.writes++;
+    if (fua) this.stats.fuaWrites++;
     for (let i = 0; i < count; i++) {
       if (this.#budget <= 0) this.#powerFails();
       this.#budget--;
       const data = src.slice(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
       this.#view.set(data, (lba + i) * BLOCK_SIZE);
-      this.#pending.push({ lba: lba + i, data });
       this.stats.writeBlocks++;
+      if (!fua) {
+        this.#pending.push({ lba: lba + i, data });
+        continue;
+      }
+      // On the media now; an older unflushed write of this block can no longer land over it.
+      this.#media.set(data, (lba + i) * BLOCK_SIZE);
+      this.#pending = this.#pending.filter((w) => w.lba !== lba + i);
     }
   }
+
+  plug(): void {}
+
+  unplug(): void {}
 
   flush(): void {
     if (this.#off || this.#budget <= 0) this.#powerFails();
@@ -133,7 +161,11 @@ export class MemoryBlockDevice implements BlockDevice {
     throw new IoError("memory device: power cut");
   }
 
-  #check(op: string, lba: number, count: number, buf: Uint8Array): void {
+  #short(op: string, count: number, have: number): never {
+    throw new IoError(`memory device: ${op} of ${count} blocks got ${have} buffers`);
+  }
+
+  #check(op: string, lba: number, count: number, buf: Uint8Array | null): void {
     if (this.#off || (op === "read" && this.#budget <= 0)) this.#powerFails();
     if (
       !Number.isInteger(lba) ||
@@ -146,7 +178,7 @@ export class MemoryBlockDevice implements BlockDevice {
         `memory device: ${op} of ${count} blocks at ${lba} is outside the device (${this.blocks} blocks)`,
       );
     }
-    if (buf.length < count * BLOCK_SIZE) {
+    if (buf !== null && buf.length < count * BLOCK_SIZE) {
       throw new IoError(
         `memory device: ${op} of ${count} blocks needs ${count * BLOCK_SIZE} bytes, the buffer has ${buf.length}`,
       );
