@@ -91,7 +91,10 @@ export interface SeqRow {
   node: SeqSide;
   /** exocore / node */
   ratio: { write: number; read: number };
-  /** Bytes the NVMe device wrote to its cache per payload byte (the log writes data twice). */
+  /**
+   * Bytes the NVMe device wrote to its cache per payload byte: 1.0 for appends (blocks a
+   * transaction allocates go home before the commit, unlogged); overwrites are logged, so 2.0.
+   */
   deviceWriteAmplification: number;
   /** NVMe commands of the run: reads, writes, flushes. */
   nvme: { reads: number; writes: number; flushes: number };
@@ -468,8 +471,8 @@ export async function runStorageBench(
     notes: [
       "write MB/s = bytes / (writes + fsync): both sides end durable; MB = 10^6 bytes",
       "read-back follows the write at once: exocore's buffer cache holds 8 MiB, so a larger file is read through the NVMe model from the host page cache, where node:fs reads it too",
-      "exocore's log writes file data twice (log, then home location): see deviceWriteAmplification",
-      "fsync: exocore commits the log and sends NVMe FLUSH (the model writes its dirty blocks and fdatasyncs the image); node:fs calls fsync(2) on its file",
+      "exocore logs metadata and overwrites; newly allocated data blocks go home before the commit record, once (ordered data): see deviceWriteAmplification",
+      "fsync: exocore commits the log: NVMe FLUSH, then the commit record written with FUA (the model fdatasyncs the image for each); node:fs calls fsync(2) on its file",
       "ratios are exocore / node: below 1 = exocore slower for MB/s and ops/s; above 1 = exocore slower for latency",
     ],
     files: [],
