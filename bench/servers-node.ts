@@ -13,7 +13,9 @@
  * Both serve what programs/http-server.ts serves: GET of a file under the root (a folder
  * gives its index.html) with Content-Type, Last-Modified and a weak ETag, 304 on a matching
  * If-None-Match, 404, 405 for other methods; GET /api/stats answers a small JSON object.
- * No cache: like exocore's server, every request stats and reads the file.
+ * The same file cache as exocore's server (programs/http/cache.ts, the same class and limits):
+ * every request stats the file, and the contents are reused while the stat shows the same
+ * inode, size, mtime and ctime; otherwise it reads the file.
  *
  *   fork(servers-node.js, [plain|piscina, ROOT])   → IPC {type: "listening", port}; SIGTERM ends it
  */
@@ -22,6 +24,10 @@ import { readFile, stat } from "node:fs/promises";
 import http from "node:http";
 import { extname, join, normalize } from "node:path";
 import { Piscina } from "piscina";
+import { FileCache } from "../programs/http/cache.js";
+
+/** As in programs/http-server.ts: one cache per serving thread, default limits. */
+const cache = new FileCache();
 
 /** Workers in the piscina pool: one per vCPU of this machine (2). */
 export const POOL_THREADS = 2;
@@ -66,7 +72,12 @@ async function serveFile(
       res.writeHead(304, headers).end();
       return;
     }
-    const body = await readFile(file);
+    const version = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+    let body = cache.get(file, version);
+    if (body === null) {
+      body = await readFile(file);
+      cache.put(file, version, body, Date.now());
+    }
     res.writeHead(200, { ...headers, "Content-Length": body.length }).end(body);
   } catch {
     res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");

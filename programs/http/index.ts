@@ -33,4 +33,4 @@ export type {
 export { HttpHeaders } from "./message.js";
 export { contentType } from "./mime.js";
 export type { HttpLimits } from "./parser.js";
-export { echo, json, type Route, Routes } from "./routes.js";
+export { echo, json, jsonNow, type Route, Routes } from "./routes.js";

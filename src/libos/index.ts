@@ -83,6 +83,11 @@ export function getcore(): Green {
   return syscall(SYS_getcore);
 }
 
+/** The core this thread runs on, as the libOS knows it: no crossing (cf. getcore). */
+export function thisCore(): number {
+  return core().coreId;
+}
+
 /** Seconds since the epoch (from the system domain). */
 export function time(): Green {
   return syscall(SYS_time);
