@@ -617,15 +617,9 @@ export class FileSystem {
     }
   }
 
-  /** Commit the running transaction (durable on return). 0 or -EIO. */
+  /** Commit the running transaction (durable on return): the same as sync(). 0 or -EIO. */
   commit(): number {
-    if (this.#failure) return -EIO;
-    try {
-      this.#log.commit();
-      return 0;
-    } catch (err) {
-      return this.#fault(err);
-    }
+    return this.sync();
   }
 
   stats(): FsStats {
