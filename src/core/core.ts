@@ -375,8 +375,9 @@ function report(core: number, reqId: number, status: number): boolean {
 /**
  * Put an unstarted thread on the machine's spawn queue, or, with an affinity (a bit mask of
  * cores that is not every core), on the pinned queue of one core of the mask, round robin over
- * the mask (pickCore). Returns the spawn's
- * id, -EAGAIN if the queue is full, -EINVAL if the mask names no core of this machine.
+ * the mask (pickCore). Masks name cores 0–30 (spawnOn refuses others); on a machine of more
+ * cores, a mask of all of 0–30 means any core. Returns the spawn's id, -EAGAIN if the queue is
+ * full, -EINVAL if the mask names no core of this machine.
  */
 function spawnShared(pid: number, fn: number, args: readonly number[], mask = ALL_CORES): number {
   const m = mask & ALL_CORES;
