@@ -733,15 +733,25 @@ export class FileSystem {
     return ino;
   }
 
-  #unlink(path: string): number {
+  /**
+   * Find the entry `path` names in its parent directory (unlink, rmdir): the parent's inode,
+   * with #hitIno/#hitBlock/#hitSlot set to the entry, or -errno. `rootErr` answers a path with
+   * no last component (the root).
+   */
+  #findEntry(path: string, rootErr: number): number {
     const parent = this.#resolve(path, true);
     if (parent < 0) return parent;
     const leaf = this.#leaf;
-    if (leaf === "") return -EISDIR;
+    if (leaf === "") return -rootErr;
     if (leaf === "." || leaf === "..") return -EINVAL;
     const bad = this.#encodeName(leaf);
     if (bad < 0) return bad;
-    if (!this.#dirFind(parent)) return -ENOENT;
+    return this.#dirFind(parent) ? parent : -ENOENT;
+  }
+
+  #unlink(path: string): number {
+    const parent = this.#findEntry(path, EISDIR);
+    if (parent < 0) return parent;
     const ino = this.#hitIno;
     const blk = this.#hitBlock;
     const slot = this.#hitSlot;
@@ -756,14 +766,8 @@ export class FileSystem {
   }
 
   #rmdir(path: string): number {
-    const parent = this.#resolve(path, true);
+    const parent = this.#findEntry(path, EBUSY);
     if (parent < 0) return parent;
-    const leaf = this.#leaf;
-    if (leaf === "") return -EBUSY;
-    if (leaf === "." || leaf === "..") return -EINVAL;
-    const bad = this.#encodeName(leaf);
-    if (bad < 0) return bad;
-    if (!this.#dirFind(parent)) return -ENOENT;
     const ino = this.#hitIno;
     const blk = this.#hitBlock;
     const slot = this.#hitSlot;
