@@ -75,6 +75,8 @@ function assertEntry(src: Int32Array, at: number, e: Entry, where: string): void
 
 interface Model {
   readonly kind: RingKind;
+  /** MPMC attached with a sole consumer (head is written at release, not at peek). */
+  readonly sole: boolean;
   readonly capacity: number;
   readonly initialCounter: number;
   claimed: Entry[];
@@ -283,6 +285,12 @@ class Observe implements Cmd {
       assert.equal(size, m.published.length + m.claimed.length, "spsc size()");
       assert.equal(tail, (start + m.publishedTotal) | 0, "spsc tail counter");
       assert.equal(head, (start + m.releasedTotal) | 0, "spsc head counter");
+    } else if (m.sole) {
+      // MPMC with a sole consumer: tail as below; head is the consumer's local one, written
+      // back at release, so it counts released entries, as SPSC's does.
+      assert.equal(size, m.reserved.length + m.published.length + m.claimed.length, "sole size()");
+      assert.equal(tail, (start + m.reservedTotal) | 0, "mpmc tail counter");
+      assert.equal(head, (start + m.releasedTotal) | 0, "sole consumer's head counter");
     } else {
       // MPMC: tail counts claimed positions (reserved, maybe unpublished), head claimed ones
       // (peeked, maybe unreleased), so size() = reserved + published. It equals the documented
@@ -356,7 +364,7 @@ function commandsFor(capacity: number): fc.Arbitrary<Iterable<Cmd>> {
 /** Bytes of padding laid before the ring, so that its offset is not 0. */
 const CACHE_LINE_PAD = 128;
 
-function build(kind: RingKind, s: Setup): { model: Model; real: Real } {
+function build(kind: RingKind, s: Setup, sole = false): { model: Model; real: Real } {
   const arena = new Arena(
     new SharedArrayBuffer(CACHE_LINE_PAD + ringBytes(kind, s.capacity) + 256),
   );
@@ -366,11 +374,12 @@ function build(kind: RingKind, s: Setup): { model: Model; real: Real } {
     capacity: s.capacity,
     initialCounter: s.initialCounter,
   });
-  const producer = attachRing(arena.sab, desc);
-  const consumer = s.split ? attachRing(arena.sab, desc) : producer;
+  const producer = attachRing(arena.sab, desc, { soleConsumer: sole && !s.split });
+  const consumer = s.split ? attachRing(arena.sab, desc, { soleConsumer: sole }) : producer;
   return {
     model: {
       kind,
+      sole,
       capacity: s.capacity,
       initialCounter: s.initialCounter,
       claimed: [],
@@ -415,13 +424,13 @@ function crossedWrap(m: Model): boolean {
   return (m.initialCounter >>> 0) + end >= 2 ** 32 || (m.initialCounter | 0) + end > 2 ** 31 - 1;
 }
 
-function checkKind(kind: RingKind): void {
+function checkKind(kind: RingKind, sole = false): void {
   const arb = setupArb.chain((s) => commandsFor(s.capacity).map((cmds) => ({ s, cmds })));
   let runs = 0;
   let wrapped = 0;
   fc.assert(
     fc.property(arb, ({ s, cmds }) => {
-      const { model, real } = build(kind, s);
+      const { model, real } = build(kind, s, sole);
       fc.modelRun(() => ({ model, real }), cmds);
       drain(model, real);
       runs++;
@@ -436,6 +445,8 @@ function checkKind(kind: RingKind): void {
 describe("ring model: random verb sequences against an array queue", () => {
   test("SpscRing behaves as a bounded FIFO queue", () => checkKind("spsc"));
   test("MpmcRing behaves as a bounded FIFO queue", () => checkKind("mpmc"));
+  test("MpmcRing with a sole consumer (local head, no CAS) behaves as a bounded FIFO queue", () =>
+    checkKind("mpmc", true));
 
   // The property above must be able to fail: a model that is off by one entry is caught.
   test("the model catches a ring that loses an entry", () => {

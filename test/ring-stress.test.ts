@@ -84,6 +84,8 @@ interface StressCase {
   readonly initialCounter?: number;
   /** Notify through our own Notifiers (counters visible) instead of the ring's own. */
   readonly ownNotifiers: boolean;
+  /** The one consumer attaches as the sole consumer (MPMC only: a core's ready queue). */
+  readonly soleConsumer?: boolean;
 }
 
 interface Totals {
@@ -129,6 +131,23 @@ for (const mode of MODES) {
       perProducer: MPMC_PER_PRODUCER,
       mode,
       ownNotifiers: true,
+    };
+    checkOutcome(c, await runCase(c, (s) => t.diagnostic(s)));
+  });
+}
+
+// A core's ready queue: every domain produces, the core alone consumes (attached as the sole
+// consumer: a local head and no CAS). Producers publish batches with one seq-cst store each.
+for (const mode of MODES) {
+  test(`mpmc 3x1, sole consumer, ${mode}: 3 x ${count(MPMC_PER_PRODUCER)} entries arrive once each, whole, in order`, async (t) => {
+    const c: StressCase = {
+      kind: "mpmc",
+      producers: 3,
+      consumers: 1,
+      perProducer: MPMC_PER_PRODUCER,
+      mode,
+      ownNotifiers: mode !== "hybrid", // hybrid: the ring's own notifiers, as in a machine
+      soleConsumer: true,
     };
     checkOutcome(c, await runCase(c, (s) => t.diagnostic(s)));
   });
@@ -214,6 +233,7 @@ async function runCase(c: StressCase, log: (s: string) => void): Promise<Outcome
       waiterStats: lay.waiterStats,
       notifierStats: c.ownNotifiers ? lay.notifierStats : -1,
       seed,
+      soleConsumer: c.soleConsumer === true,
     };
     workers.push(new Worker(WORKER, { workerData: data }));
   }

@@ -14,15 +14,26 @@
  * Batches: reserve(n) checks the sequences of the next n slots and claims the free prefix with a
  * single CAS (one tail update for the batch); a slot found free cannot be taken by anyone else
  * before that CAS, because taking it needs tail to move first. peek(n) does the same on head.
- * Publishing and releasing store each slot's sequence (store-release) — no further CAS.
+ * Publishing and releasing store each slot's sequence — no further CAS, and one seq-cst store
+ * per batch (spsc.ts publishSeqs: a claimant scans slots in order, so the batch's first slot
+ * publishes the rest).
  *
  * The sequence word is word 0 of the slot's own 64-byte entry (Vyukov's cell holds sequence and
  * data together; FlexSC's syscall entry opens with its status word), so checking a slot and
  * reading its entry touch one cache line.
  *
- * Owner notes: tail — any producer, by CAS; head — any consumer, by CAS; a slot's sequence word
- * — the thread that claimed that slot's position; the payload words — the claimant between its
- * claim and its sequence store.
+ * A sole consumer (a core's ready queue and pinned spawn queue have one: the core) attaches with
+ * `{ soleConsumer: true }` and skips the consumer side's shared counter: it keeps head in a local,
+ * so hasEntries is one acquire load (the slot's sequence) and peek claims with no CAS. On this
+ * Node every Atomics operation is a call into the engine (≈ 8–10 ns, not inlined by the JIT), and
+ * on a core's hot path the ready queue is polled and taken once per answered call: that is three
+ * of them fewer per call. Producers never read head (the slot sequences tell them all), so the
+ * sole consumer still writes it, as a plain store, only for monitors (size) and for a consumer
+ * that attaches later.
+ *
+ * Owner notes: tail — any producer, by CAS; head — any consumer, by CAS (a sole consumer: that
+ * thread, plain store); a slot's sequence word — the thread that claimed that slot's position;
+ * the payload words — the claimant between its claim and its sequence store.
  */
 
 import { InvalidArgumentError, panic } from "../errors.js";
@@ -35,8 +46,16 @@ import {
   type Ring,
   type RingDescriptor,
 } from "./ring.js";
-import { checkEntryWords, readEntry, writeEntry } from "./spsc.js";
+import { checkEntryWords, publishedRun, publishSeqs, readEntry, writeEntry } from "./spsc.js";
 import { Notifier } from "./wake.js";
+
+export interface MpmcOptions {
+  /**
+   * This thread is the ring's only consumer for as long as it is attached (no other thread may
+   * peek or pop): head is kept locally and claims need no CAS.
+   */
+  readonly soleConsumer?: boolean;
+}
 
 export class MpmcRing implements Ring {
   readonly kind = "mpmc" as const;
@@ -57,8 +76,11 @@ export class MpmcRing implements Ring {
   // Consumer-local: the claimed batch [#takePos, #takePos + #taken).
   #takePos = 0;
   #taken = 0;
+  /** Sole consumer: the next position to consume, kept here (see the design note). */
+  readonly #sole: boolean;
+  #head = 0;
 
-  constructor(sab: SharedArrayBuffer, desc: RingDescriptor) {
+  constructor(sab: SharedArrayBuffer, desc: RingDescriptor, options: MpmcOptions = {}) {
     if (desc.kind !== "mpmc")
       throw new InvalidArgumentError(`MpmcRing needs an mpmc descriptor, got ${desc.kind}`);
     checkDescriptor(sab, desc);
@@ -73,6 +95,8 @@ export class MpmcRing implements Ring {
     this.#base = at + RING_HEADER_BYTES / 4;
     this.#notEmpty = desc.notEmpty !== undefined ? new Notifier(sab, desc.notEmpty) : null;
     this.#notFull = desc.notFull !== undefined ? new Notifier(sab, desc.notFull) : null;
+    this.#sole = options.soleConsumer === true;
+    this.#head = Atomics.load(this.i32, this.#headAt); // load: attach where the last consumer stopped
   }
 
   /** Int32 index of the sequence word of the slot that holds `pos`. */
@@ -118,10 +142,7 @@ export class MpmcRing implements Ring {
   publish(): void {
     const n = this.#pending;
     if (n === 0) return;
-    for (let i = 0; i < n; i++) {
-      const pos = (this.#claimPos + i) | 0;
-      Atomics.store(this.i32, this.#seqAt(pos), (pos + 1) | 0); // publish: entry of pos
-    }
+    publishSeqs(this.i32, this.#base, this.#mask, this.#claimPos, n, 1); // publish: the batch
     this.#pending = 0;
     this.#notEmpty?.notify();
   }
@@ -144,6 +165,7 @@ export class MpmcRing implements Ring {
   // ---- consumer ----
 
   peek(max: number): number {
+    if (this.#sole) return this.#peekSole(max);
     const i32 = this.i32;
     const extending = this.#taken > 0;
     for (;;) {
@@ -171,6 +193,15 @@ export class MpmcRing implements Ring {
     }
   }
 
+  /** peek for a sole consumer: the published prefix after head, claimed with no CAS. */
+  #peekSole(max: number): number {
+    const h = (this.#head + this.#taken) | 0;
+    const k = publishedRun(this.i32, this.#base, this.#mask, h, max);
+    if (this.#taken === 0) this.#takePos = h;
+    this.#taken += k;
+    return k;
+  }
+
   entry(i: number): number {
     return this.#seqAt((this.#takePos + i) | 0) + 1;
   }
@@ -178,13 +209,14 @@ export class MpmcRing implements Ring {
   release(count: number = this.#taken): void {
     const n = count < this.#taken ? (count > 0 ? count : 0) : this.#taken;
     if (n === 0) return;
-    const cap = this.capacity;
-    for (let i = 0; i < n; i++) {
-      const pos = (this.#takePos + i) | 0;
-      Atomics.store(this.i32, this.#seqAt(pos), (pos + cap) | 0); // publish: slot free for next lap
-    }
+    // publish: the slots free for their next lap
+    publishSeqs(this.i32, this.#base, this.#mask, this.#takePos, n, this.capacity);
     this.#takePos = (this.#takePos + n) | 0;
     this.#taken -= n;
+    if (this.#sole) {
+      this.#head = this.#takePos;
+      this.i32[this.#headAt] = this.#head; // plain: for monitors and a later consumer only
+    }
     this.#notFull?.notify();
   }
 
@@ -197,6 +229,10 @@ export class MpmcRing implements Ring {
   }
 
   hasEntries(): boolean {
+    if (this.#sole) {
+      const pos = (this.#head + this.#taken) | 0;
+      return Atomics.load(this.i32, this.#seqAt(pos)) === ((pos + 1) | 0); // load-acquire
+    }
     const h =
       this.#taken > 0 ? (this.#takePos + this.#taken) | 0 : Atomics.load(this.i32, this.#headAt); // load
     const seq = Atomics.load(this.i32, this.#seqAt(h)); // load
