@@ -214,14 +214,19 @@ export class DomainRuntime {
     return true;
   }
 
+  /** The wait predicate. Request rings first: they are what a busy domain finds most often. */
   #hasWork(): boolean {
-    if (!this.running) return true;
+    if (this.#hasRequests()) return true;
     if (this.#outbox.length > 0) return true;
-    for (let c = 0; c < this.#requests.length; c++) {
-      if ((this.#requests[c] as Ring).hasEntries()) return true;
-    }
+    if (!this.running) return true;
     if (Atomics.load(this.i32, this.#epochAt) !== this.#epoch) return true; // load: a process exited
     return this.#service?.hasWork?.() === true;
+  }
+
+  #hasRequests(): boolean {
+    const rings = this.#requests;
+    for (let c = 0; c < rings.length; c++) if ((rings[c] as Ring).hasEntries()) return true;
+    return false;
   }
 
   /** Serve what core c asked. Entries are served in place; answers go to c's ready batch. */
@@ -292,7 +297,6 @@ export class DomainRuntime {
       const deadline = service.nextDeadline?.() ?? Number.POSITIVE_INFINITY;
       this.#waiter.wait(hasWork, deadline);
       Atomics.store(i32, st + kwState, WORKER_RUNNING); // publish: serving
-      if (!this.running) break;
       this.#reapProcesses(service);
       let served = 0;
       for (let c = 0; c < this.#requests.length; c++) served += this.#drain(c, service);
@@ -306,6 +310,9 @@ export class DomainRuntime {
       i32[st + kwServed] = this.#served;
       i32[st + kwQueue] = served;
       if (served > i32[st + kwBatchMax]) i32[st + kwBatchMax] = served;
+      // A stop is looked for after the round, off the path of the answers it just posted (a
+      // round served after the stop was asked is harmless: the cores are stopping too).
+      if (!this.running) break;
     }
     service.stop?.();
     Atomics.store(i32, st + kwState, WORKER_STOPPED); // publish: gone

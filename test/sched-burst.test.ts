@@ -142,6 +142,25 @@ test("a burst reads the clock at its start, once per window and at its end", () 
   assert.equal(clock.reads, 33, "precise: the start, then one read per resume");
 });
 
+test("a burst given openedAt reads no clock at its start and charges from that reading", () => {
+  const clock = new Clock();
+  const s = make(new FifoPolicy(), clock, { sampleEvery: 32 });
+  const t = s.spawn(worker(clock, [], "t", 1000, 1));
+  s.runRounds(1); // the spawn's first resume, timed the ordinary way
+  const before = t.runNs;
+  clock.ms = 1000;
+  clock.reads = 0;
+  // The caller read 997 (say, in a poll loop) and did 3 ms of work since: those 3 ms and the
+  // resume's own 1 ms are the burst's.
+  assert.equal(s.runRounds(1, undefined, undefined, 997), 1);
+  assert.equal(clock.reads, 1, "only the closing read");
+  assert.equal(t.runNs - before, 4e6);
+  // NaN (what a core passes when it did not poll) means: read the clock as usual.
+  clock.reads = 0;
+  s.runRounds(1, undefined, undefined, Number.NaN);
+  assert.equal(clock.reads, 2);
+});
+
 test("every millisecond inside a burst is charged, none between bursts", () => {
   for (const accounting of ["sampled", "precise"] as const) {
     const clock = new Clock();

@@ -141,7 +141,10 @@ const st = slot.status / 4;
 const machineState = layout.machine / 4 + kState;
 const ndomains = layout.domains.length;
 const requests: Ring[] = (layout.requests[coreId] ?? []).map((r) => attachRing(sab, r));
-const ready = attachRing(sab, layout.ready[coreId] as NonNullable<(typeof layout.ready)[number]>);
+/** This core's ready queue: domains (and the kernel, other cores) produce; this core alone takes. */
+const ready = attachRing(sab, layout.ready[coreId] as NonNullable<(typeof layout.ready)[number]>, {
+  soleConsumer: true,
+});
 const waiter = new Waiter(sab, slot.wake, {
   stats: new Float64Array(sab, slot.waitStats, WAITER_STATS),
   ...hybridSpin(mem.i32, layout),
@@ -152,7 +155,7 @@ const spawnRing = attachRing(sab, layout.spawn);
 const readyOf: Ring[] = layout.ready.map((r) => attachRing(sab, r));
 /** Pinned spawn queues: any core writes into pinned[c]; only core c takes from its own. */
 const pinnedOf: Ring[] = layout.pinned.map((r) => attachRing(sab, r));
-const pinned = pinnedOf[coreId] as Ring;
+const pinned = attachRing(sab, layout.pinned[coreId] as RingDescriptor, { soleConsumer: true });
 /** Other cores' wake words: a spawner wakes idle cores to come and take work. */
 const peers: Notifier[] = layout.coreSlots
   .filter((_, c) => c !== coreId)
@@ -302,7 +305,7 @@ function submit(t: Thread): void {
   w[at + kRet] = 0;
   w[at + kCore] = coreId;
   i32[st + kwServed]++;
-  if (d !== KERNEL && Atomics.load(i32, layout.modes + coreId * ndomains + d) === TRAP) {
+  if ((trapMask & (1 << d)) !== 0) {
     ring.publish();
     batchLen[d] = 0;
     touched &= ~(1 << d);
@@ -311,6 +314,23 @@ function submit(t: Thread): void {
     touched |= 1 << d;
   }
 }
+
+/**
+ * Bit d: the channel to domain d is in trap mode. Read from the mode words at start and again
+ * whenever the doorbell rings (the hypervisor rings it after it switches modes), so a call
+ * costs no load of its channel's mode word; so is whether this core's wake word says park.
+ */
+let trapMask = 0;
+let parkMode = false;
+function readChannelModes(): void {
+  let m = 0;
+  for (let d = 0; d < ndomains; d++) {
+    if (Atomics.load(i32, layout.modes + coreId * ndomains + d) === TRAP) m |= 1 << d; // load
+  }
+  trapMask = m;
+  parkMode = waiter.parking;
+}
+readChannelModes();
 
 /** Time spent blocked in trap-mode calls since the last long-run report (ms). */
 let trapMs = 0;
@@ -732,25 +752,29 @@ const hasWork = () =>
   Atomics.load(i32, machineState) !== MACHINE_RUNNING;
 
 /**
- * Polls of the ready queue alone before a core with calls in flight goes idle: 48 polls of
- * ≈ 15 ns apart is ≈ 1 µs, about two round trips of a null call on a spinning channel. Not in
+ * Polls of the ready queue alone before a core with calls in flight goes idle: 24 polls of
+ * ≈ 45 ns apart is ≈ 1 µs, about two round trips of a null call on a spinning channel. Not in
  * park mode, where waiting in place is what the channel was told not to do.
+ *
+ * The pause between two polls is a clock read. Polling a line the other side is writing more
+ * often than every ~40 ns slows the round trip down (the line bounces mid-write; measured: a
+ * 10 ns pause cost 20–40 ns per call), so the poll must idle that long anyway, and the reading
+ * it leaves behind opens the next burst's accounting window (runRounds' openedAt) at most one
+ * poll before the answer was seen: the burst then reads no clock on the answer's critical path.
  */
-const QUICK_POLLS = 48;
+const QUICK_POLLS = 24;
+/** The clock read by the poll that found the answer (NaN when the last wait did not poll). */
+let polledAt = Number.NaN;
 function quickPoll(): boolean {
-  if (waiter.parking) return false;
+  if (parkMode) return false;
   for (let i = 0; i < QUICK_POLLS; i++) {
-    if (ready.hasEntries()) return true;
-    quickRelax();
+    const now = perf.now();
+    if (ready.hasEntries()) {
+      polledAt = now;
+      return true;
+    }
   }
   return false;
-}
-let relaxSink = 0;
-/** A short pause between two polls (JavaScript has no PAUSE instruction): ≈ 10 ns. */
-function quickRelax(): void {
-  let x = relaxSink;
-  for (let i = 0; i < 32; i++) x = (x + i) | 0;
-  relaxSink = x;
 }
 
 let turns = 0;
@@ -764,11 +788,17 @@ function turn(): void {
     const o = outbox.shift() as (typeof outbox)[number];
     report(o.core, o.reqId, o.status);
   }
-  if (pinned.hasEntries()) takeSpawns(pinned, 64); // ours alone: take them all
-  if (sched.runnable < 2) takeSpawns(spawnRing, 4); // work stealing: only when under-busy
+  // New threads: a core that has threads of its own looks every 8th turn (the spawn queues'
+  // loads are a tenth of a null call's turn), a core with none on every turn. An idle core
+  // still wakes at once for a spawn: both queues are in its wait predicate.
+  if ((turns & 7) === 0 || sched.live === 0) {
+    if (pinned.hasEntries()) takeSpawns(pinned, 64); // ours alone: take them all
+    if (sched.runnable < 2) takeSpawns(spawnRing, 4); // work stealing: only when under-busy
+  }
   // Several rounds per turn while threads only compute and yield (a round ticks the sleepers
   // itself); the first round that submits calls ends the burst so they are published at once.
-  sched.runRounds(16, endBurst, publishTouched);
+  sched.runRounds(16, endBurst, publishTouched, polledAt);
+  polledAt = Number.NaN;
   publishTouched(); // (a no-op unless the burst ended by a throw before its flush)
   i32[st + kwHeartbeat]++;
   i32[st + kwRounds]++;
@@ -780,17 +810,32 @@ function turn(): void {
 
 /** Go to the event loop for control messages, then act on them. */
 async function readMessages(): Promise<void> {
+  polledAt = Number.NaN; // the next burst opens after the messages, with its own clock read
   bellSeen = Atomics.load(i32, bell); // load: before reading, so a later ring is not missed
+  readChannelModes(); // a mode switch rings the bell too
   await new Promise((r) => setImmediate(r));
   while (inbox.length > 0) await handle(inbox.shift() as CoreCommand);
+}
+
+/**
+ * The doorbell rang (a message, a channel-mode switch, or the stop: the hypervisor stores the
+ * machine's state before it rings): true if the machine is stopping. The loop reads the bell
+ * alone on every turn and the machine's state only when it rang.
+ */
+function stopping(): boolean {
+  return Atomics.load(i32, machineState) !== MACHINE_RUNNING; // load: published before the ring
 }
 
 async function main(): Promise<void> {
   Atomics.store(i32, st + kwState, WORKER_RUNNING); // publish: up
   post({ type: "ready", coreId });
   let sinceLoop = 0;
-  while (Atomics.load(i32, machineState) === MACHINE_RUNNING) {
-    if (Atomics.load(i32, bell) !== bellSeen || inbox.length > 0) await readMessages();
+  for (;;) {
+    if (Atomics.load(i32, bell) !== bellSeen) {
+      // load: the hypervisor rang
+      if (stopping()) break;
+      await readMessages();
+    } else if (inbox.length > 0) await readMessages();
     turn();
     if (!sched.idle()) {
       // Busy: now and then give the event loop a turn anyway (belt and braces for messages).

@@ -619,8 +619,17 @@ export class Scheduler {
    * read: the core publishes the burst's syscalls there, so they are on their way to the
    * domains while the clock is read (≈ 30 ns less on a one-outstanding call's round trip); its
    * time is charged to the burst's threads, as a kernel charges syscall entry to the caller.
+   * `openedAt`, if given, is a clock reading the caller took just before (a core that polled for
+   * an answer read the clock in its poll loop, in the shadow of the wait): the window opens
+   * there and the burst reads no clock at its start, which is on the answer's critical path.
+   * The caller's work since that reading is charged to the burst's threads.
    */
-  runRounds(maxRounds: number, stop?: () => boolean, flush?: () => void): number {
+  runRounds(
+    maxRounds: number,
+    stop?: () => boolean,
+    flush?: () => void,
+    openedAt = Number.NaN,
+  ): number {
     if (!Number.isInteger(maxRounds) || maxRounds < 1) {
       throw new InvalidArgumentError(
         `runRounds: maxRounds must be an integer ≥ 1, got ${String(maxRounds)}`,
@@ -638,7 +647,7 @@ export class Scheduler {
     active = this;
     let resumes = 0;
     try {
-      this.#beginBurst();
+      this.#beginBurst(openedAt);
       for (let i = 1; ; i++) {
         resumes += this.#runOneRound();
         if (i >= maxRounds || this.#policy.size === 0) break;
@@ -659,9 +668,9 @@ export class Scheduler {
   }
 
   /** First round of a burst: open the window (one clock read) and wake the due sleepers. */
-  #beginBurst(): void {
+  #beginBurst(openedAt: number): void {
     this.#nextRound();
-    const now = this.#clock();
+    const now = Number.isNaN(openedAt) ? this.#clock() : openedAt;
     this.#last = now;
     if (this.#heap.length > 0) this.#tickAt(now);
   }

@@ -787,7 +787,17 @@ export class Machine {
     const wake: WakeMode = mode === "trap" ? "hybrid" : mode;
     for (const s of [...this.layout.coreSlots, ...this.layout.domainSlots])
       setWakeMode(this.sab, s.wake, wake);
+    this.#ringDoorbells(); // cores re-read their channels' and wake words' modes when it rings
     this.#channel = mode;
+  }
+
+  /**
+   * Ring every core's doorbell. A core reads its bell on every turn and, only when it rang, the
+   * machine's state, its channels' modes and its messages: whatever those changed is stored
+   * before the ring.
+   */
+  #ringDoorbells(): void {
+    for (const s of this.layout.coreSlots) Atomics.add(this.#i32, s.status / 4 + kwDoorbell, 1); // publish
   }
 
   get channel(): ChannelMode {
@@ -821,6 +831,7 @@ export class Machine {
     this.#stopping = true;
     if (this.#supervisor) clearInterval(this.#supervisor);
     Atomics.store(this.#i32, this.layout.machine / 4 + kState, MACHINE_STOPPING); // publish: stop
+    this.#ringDoorbells(); // the cores read the state when the bell rings
     for (const s of [...this.layout.coreSlots, ...this.layout.domainSlots]) {
       new Notifier(this.sab, s.wake).wakeAll();
     }
