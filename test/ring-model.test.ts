@@ -448,6 +448,50 @@ describe("ring model: random verb sequences against an array queue", () => {
   test("MpmcRing with a sole consumer (local head, no CAS) behaves as a bounded FIFO queue", () =>
     checkKind("mpmc", true));
 
+  // An MPMC producer starts its claim where its own last claim ended, a guess that the CAS
+  // checks. A guess left behind by other producers, by a few laps or by half the counter space
+  // (where the distance's sign flips), must still find the tail.
+  test("an MPMC producer whose tail guess is stale claims at the real tail", () => {
+    for (const behind of [3 * 8 + 5, 2 ** 31 + 3]) {
+      const arena = new Arena(new SharedArrayBuffer(ringBytes("mpmc", 8) + 256));
+      const desc = layRing(arena, "ring", { kind: "mpmc", capacity: 8 });
+      const late = attachRing(arena.sab, desc); // guesses tail 0
+      const consumer = attachRing(arena.sab, desc, { soleConsumer: true });
+      const busy = attachRing(arena.sab, desc);
+      const i32 = busy.i32;
+      if (behind < 100) {
+        // Other producers go round the ring a few laps, the consumer keeping up.
+        for (let i = 0; i < behind; i++) {
+          assert.ok(busy.tryPush([i]));
+          assert.equal(consumer.peek(1), 1);
+          consumer.release();
+        }
+      } else {
+        // As if 2^31 + 3 entries had gone through: the counters and every slot's sequence
+        // where they would then be (empty ring, each slot free for its next position).
+        const at = desc.offset / 4;
+        const base = at + 48; // RING_HEADER_BYTES / 4
+        i32[at + kTail] = behind | 0;
+        i32[at + kHead] = behind | 0;
+        for (let j = 0; j < 8; j++) {
+          const pos = (behind + j) | 0;
+          i32[base + ((pos & 7) << 4)] = pos;
+        }
+      }
+      assert.equal(late.reserve(1), 1, `${behind} behind: a free slot is claimed`);
+      late.i32[late.slot(0)] = 4242;
+      late.publish();
+      assert.equal(
+        Atomics.load(i32, desc.offset / 4 + kTail),
+        (behind + 1) | 0,
+        "tail moved by one",
+      );
+      const fresh = attachRing(arena.sab, desc, { soleConsumer: true });
+      assert.equal(fresh.peek(8), 1, "exactly one entry published");
+      assert.equal(fresh.i32[fresh.entry(0)], 4242);
+    }
+  });
+
   // The property above must be able to fail: a model that is off by one entry is caught.
   test("the model catches a ring that loses an entry", () => {
     const { model, real } = build("spsc", {

@@ -70,9 +70,11 @@ export class MpmcRing implements Ring {
   readonly #notEmpty: Notifier | null;
   readonly #notFull: Notifier | null;
 
-  // Producer-local: the claimed batch [#claimPos, #claimPos + #pending).
+  // Producer-local: the claimed batch [#claimPos, #claimPos + #pending), and where the last
+  // claim ended (the next tail, unless another producer has claimed since).
   #claimPos = 0;
   #pending = 0;
+  #tailGuess: number;
   // Consumer-local: the claimed batch [#takePos, #takePos + #taken).
   #takePos = 0;
   #taken = 0;
@@ -95,6 +97,7 @@ export class MpmcRing implements Ring {
     this.#base = at + RING_HEADER_BYTES / 4;
     this.#notEmpty = desc.notEmpty !== undefined ? new Notifier(sab, desc.notEmpty) : null;
     this.#notFull = desc.notFull !== undefined ? new Notifier(sab, desc.notFull) : null;
+    this.#tailGuess = Atomics.load(this.i32, this.#tailAt); // load: the first guess
     this.#sole = options.soleConsumer === true;
     this.#head = Atomics.load(this.i32, this.#headAt); // load: attach where the last consumer stopped
   }
@@ -109,9 +112,12 @@ export class MpmcRing implements Ring {
   reserve(n: number): number {
     const i32 = this.i32;
     const extending = this.#pending > 0;
+    // Extending a batch must continue right after it. Otherwise start where this producer's
+    // last claim ended: on a ring with one busy producer that is the tail, and the CAS checks
+    // it (a failed CAS returns the tail it found), so the common claim reads no counter.
+    let t = extending ? (this.#claimPos + this.#pending) | 0 : this.#tailGuess;
+    let exact = extending; // t is known to be the tail (not a guess that may be stale)
     for (;;) {
-      // Extending a batch must continue right after it; otherwise start at the current tail.
-      const t = extending ? (this.#claimPos + this.#pending) | 0 : Atomics.load(i32, this.#tailAt); // load
       let k = 0;
       let diff = 0;
       while (k < n) {
@@ -121,17 +127,26 @@ export class MpmcRing implements Ring {
         k++;
       }
       if (k === 0) {
-        // diff < 0: full, the slot still holds last lap's entry; diff == 0: n <= 0, nothing asked.
-        if (diff <= 0 || extending) return 0;
-        continue; // diff > 0: another producer took t; reload tail
+        // diff == 0: n <= 0, nothing asked; an extension that cannot grow gets nothing.
+        if (diff === 0 || extending) return 0;
+        // diff < 0 at the tail: full, the slot still holds last lap's entry.
+        if (diff < 0 && exact) return 0;
+        // diff > 0: another producer took t (or the guess is stale): read the tail.
+        t = Atomics.load(i32, this.#tailAt); // load
+        exact = true;
+        continue;
       }
-      if (Atomics.compareExchange(i32, this.#tailAt, t, (t + k) | 0) === t) {
+      const seen = Atomics.compareExchange(i32, this.#tailAt, t, (t + k) | 0);
+      if (seen === t) {
         // claim: positions [t, t+k) are ours
         if (!extending) this.#claimPos = t;
         this.#pending += k;
+        this.#tailGuess = (t + k) | 0;
         return k;
       }
       if (extending) return 0;
+      t = seen; // another producer moved the tail: try from where it is
+      exact = true;
     }
   }
 
