@@ -132,7 +132,10 @@ export function* serve(fd: number, rootVa: number, rootLen: number): Green {
   let want = RECV_SMALL;
   try {
     for (;;) {
-      for (let out = yield* conn.pull(); out !== null; out = yield* conn.pull()) {
+      // A pull with nothing pending would only return null: straight to recv instead.
+      while (conn.pending) {
+        const out = yield* conn.pull();
+        if (out === null) break;
         for (let at = 0; at < out.length; ) {
           const n = Math.min(out.length - at, BUFFER);
           mem.writeFrom(outBuf, out, at, n);

@@ -18,6 +18,11 @@
 
 import { Buffer } from "node:buffer";
 
+/** Longest string {@link ByteQueue.latin1Same} compares before it makes a new one. */
+const SAME_MAX = 256;
+/** ASCII lower case of a byte (other bytes unchanged), as String.prototype.toLowerCase does. */
+const LOWER = new Uint8Array(256).map((_, c) => (c >= 0x41 && c <= 0x5a ? c | 0x20 : c));
+
 /** Bytes received from the peer and not yet parsed, in one contiguous window. */
 export class ByteQueue {
   /** Backing memory; the unparsed bytes are `buf[start..end)`. Read by the parser in place. */
@@ -81,6 +86,36 @@ export class ByteQueue {
     return at < 0 || at >= this.end ? -1 : at - this.start;
   }
 
+  /**
+   * The bytes [from, to) (relative to start) as a latin1 string: `same` itself when the bytes
+   * spell it (a keep-alive client sends the same method, target and fields request after
+   * request, and a compare in place is cheaper than making the string again).
+   */
+  latin1Same(from: number, to: number, same: string): string {
+    const n = to - from;
+    if (same.length !== n || n > SAME_MAX) return this.latin1(from, to);
+    const b = this.buf;
+    const at = this.start + from;
+    for (let i = 0; i < n; i++) if (b[at + i] !== same.charCodeAt(i)) return this.latin1(from, to);
+    return same;
+  }
+
+  /**
+   * The bytes [from, to) as a lower-case latin1 string (ASCII letters folded): `same` (lower
+   * case) itself when the bytes spell it in any case, as {@link latin1Same}.
+   */
+  lowerSame(from: number, to: number, same: string): string {
+    const n = to - from;
+    if (same.length === n && n <= SAME_MAX) {
+      const b = this.buf;
+      const at = this.start + from;
+      let i = 0;
+      while (i < n && LOWER[b[at + i]] === same.charCodeAt(i)) i++;
+      if (i === n) return same;
+    }
+    return this.latin1(from, to).toLowerCase();
+  }
+
   /** The bytes [from, to) (relative to start) as a latin1 string. */
   latin1(from: number, to: number): string {
     return this.buf.toString("latin1", this.start + from, this.start + to);
@@ -109,6 +144,8 @@ export class ByteQueue {
 }
 
 const NO_BYTES = Buffer.alloc(0);
+/** Strings up to this long are staged by a loop of stores rather than one Buffer.write. */
+const SHORT_WRITE = 64;
 
 /** Staging memory for response bytes; handed out in chunks by {@link take}. */
 export class OutputBuffer {
@@ -132,10 +169,25 @@ export class OutputBuffer {
     return Math.max(0, this.capacity - this.#length);
   }
 
-  /** Stage a latin1 string (response heads are latin1 by construction). */
+  /**
+   * Stage a latin1 string (response heads are latin1 by construction). A short one is stored
+   * char by char: cheaper than the call into Buffer.write for a field line.
+   */
   writeLatin1(text: string): void {
-    this.#ensure(text.length);
-    this.#length += this.#buf.write(text, this.#length, "latin1");
+    const n = text.length;
+    this.#ensure(n);
+    if (n <= SHORT_WRITE) {
+      const b = this.#buf;
+      const at = this.#length;
+      for (let i = 0; i < n; i++) b[at + i] = text.charCodeAt(i);
+      this.#length = at + n;
+    } else this.#length += this.#buf.write(text, this.#length, "latin1");
+  }
+
+  /** Stage `text` encoded as UTF-8, whose encoded length the caller knows (`bytes`). */
+  writeUtf8(text: string, bytes: number): void {
+    this.#ensure(bytes);
+    this.#length += this.#buf.write(text, this.#length, "utf8");
   }
 
   /** Stage a copy of `bytes`. */

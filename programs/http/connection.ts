@@ -4,7 +4,11 @@
  *
  *   const conn = engine.connection();
  *   for (;;) {
- *     for (let out = yield* conn.pull(); out !== null; out = yield* conn.pull()) send(out);
+ *     while (conn.pending) {                      // else pull would return null: skip it
+ *       const out = yield* conn.pull();
+ *       if (out === null) break;
+ *       send(out);
+ *     }
  *     if (conn.done) break;                       // close the socket
  *     const bytes = recv();                       // at end of stream: conn.end()
  *     conn.feed(bytes);                           // or conn.feedFromMemory(mem, va, n)
@@ -30,6 +34,13 @@
  * - Errors a handler or a StaticFiles call throws become a 500 and the connection goes on;
  *   a PanicError (a broken invariant of the machine) is never caught (src/errors.ts).
  *
+ * Per request, what repeats is not redone: a target equal to the last one reuses its decoded
+ * path and query; the head's status line, Server, Date and fields are encoded once per change
+ * (Date: once a second) and copied; a frozen headers object (jsonNow's) is checked and rendered
+ * once; a string body is encoded straight into the output buffer; a route whose handler is a
+ * plain function is answered with no generator of the engine's. `pending` tells the server
+ * when a pull would only return null, so it goes straight to recv.
+ *
  * Rejected: parsing eagerly in `feed` (a pipeline would queue unbounded parsed requests) and
  * callbacks for file reads (a callback cannot park a green thread on a syscall).
  */
@@ -38,14 +49,7 @@ import { Buffer } from "node:buffer";
 import { checkInteger, InvalidArgumentError, PanicError } from "../../src/errors.js";
 import { ByteQueue, OutputBuffer } from "./bytes.js";
 import { DateCache } from "./date.js";
-import type {
-  BodyProducer,
-  Green,
-  Handler,
-  HandlerResponse,
-  HttpRequest,
-  StaticFiles,
-} from "./message.js";
+import type { BodyProducer, Green, HandlerResponse, HttpRequest, StaticFiles } from "./message.js";
 import {
   type HttpLimits,
   P_HEAD,
@@ -170,7 +174,9 @@ export interface Transport {
  */
 export function* serveConnection(conn: HttpConnection, io: Transport): Green<number> {
   for (;;) {
-    for (let out = yield* conn.pull(); out !== null; out = yield* conn.pull()) {
+    while (conn.pending) {
+      const out = yield* conn.pull();
+      if (out === null) break;
       const r = yield* io.send(out);
       if (r < 0) return r;
     }
@@ -200,7 +206,8 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 interface Rendered {
   readonly status: number;
   readonly fields: string;
-  readonly body: Uint8Array | BodyProducer | null;
+  /** A string body is kept as a string and encoded (UTF-8) straight into the output buffer. */
+  readonly body: Uint8Array | string | BodyProducer | null;
 }
 
 export class HttpConnection {
@@ -226,6 +233,21 @@ export class HttpConnection {
   /** Close once the open body is complete. */
   #closeAfter = false;
 
+  /**
+   * The last valid request-target and what it decoded to: the parser hands the same string
+   * back while the client repeats its target (programs/http/parser.ts), so it is decoded once.
+   */
+  #target = "";
+  #rawPath = "";
+  #path = "";
+  #query = "";
+
+  /** The last status-line-to-fields prefix of a head, as bytes, and what it was made of. */
+  #headStatus = 0;
+  #headDate = "";
+  #headFields = "";
+  #headBytes: Uint8Array = EMPTY;
+
   constructor(engine: HttpEngine) {
     this.#engine = engine;
     this.#input = new ByteQueue(4096);
@@ -236,6 +258,20 @@ export class HttpConnection {
   /** True once the connection is finished: the server closes the socket. */
   get done(): boolean {
     return this.#done;
+  }
+
+  /**
+   * Would {@link pull} have anything to do now? False means it would return null (nothing to
+   * send until more input arrives): the server may go straight to recv without a pull.
+   */
+  get pending(): boolean {
+    return (
+      this.#body !== B_NONE ||
+      this.#closing ||
+      this.#ended ||
+      this.#out.length > 0 ||
+      this.#input.length > 0
+    );
   }
 
   /** Responses started so far. */
@@ -295,7 +331,8 @@ export class HttpConnection {
           // RFC 9110 §10.1.1: the client waits for this before it sends the body.
           if (this.#parser.expectContinue) out.writeLatin1(CONTINUE);
         } else if (event === P_MESSAGE) {
-          yield* this.#respond(this.#parser.take());
+          const pending = this.#respond(this.#parser.take());
+          if (pending !== null) yield* pending;
         } else {
           this.#error(1, this.#parser.errorStatus, false, false, "");
         }
@@ -304,51 +341,108 @@ export class HttpConnection {
     }
   }
 
-  /** Answer one complete request: a route, or a static file. */
-  *#respond(p: ParsedRequest): Green<void> {
+  /**
+   * Answer one complete request: a route, or a static file. What needs no system call (a
+   * route whose handler is a plain function, every error) is answered here and now; what does
+   * (a generator handler, a static file) comes back as the generator that finishes the answer,
+   * so a JSON route costs no generator of ours at all.
+   */
+  #respond(p: ParsedRequest): Green<void> | null {
     this.#served++;
     const { method, minor, keepAlive } = p;
     const headOnly = method === "HEAD";
-    // A target we cannot use is a malformed request (400, close); ".." is refused (403).
-    const rawPath = targetPath(p.target);
-    if (typeof rawPath === "number") return this.#error(minor, rawPath, headOnly, false, "");
-    const path = decodePath(rawPath);
-    if (typeof path === "number") {
-      return this.#error(minor, path, headOnly, keepAlive && path !== 400, "");
+    const target = p.target;
+    if (target !== this.#target) {
+      // A target we cannot use is a malformed request (400, close); ".." is refused (403).
+      const raw = targetPath(target);
+      if (typeof raw === "number") {
+        this.#error(minor, raw, headOnly, false, "");
+        return null;
+      }
+      const decoded = decodePath(raw);
+      if (typeof decoded === "number") {
+        this.#error(minor, decoded, headOnly, keepAlive && decoded !== 400, "");
+        return null;
+      }
+      this.#target = target;
+      this.#rawPath = raw;
+      this.#path = decoded;
+      this.#query = targetQuery(target);
     }
+    const rawPath = this.#rawPath;
+    const path = this.#path;
     const route = this.#engine.routes.find(path);
     if (method !== "GET" && method !== "HEAD" && method !== "POST") {
-      return this.#error(minor, 405, false, keepAlive, allow(route?.allow ?? "GET, HEAD"));
+      this.#error(minor, 405, false, keepAlive, allow(route?.allow ?? "GET, HEAD"));
+      return null;
     }
     const request: HttpRequest = {
       method,
       target: p.target,
       path,
-      query: targetQuery(p.target),
+      query: this.#query,
       minor,
       headers: p.headers,
       body: p.body,
     };
     if (route !== undefined) {
       const handler = method === "POST" ? route.post : route.get;
-      if (handler === null) return this.#error(minor, 405, headOnly, keepAlive, allow(route.allow));
-      let rendered: Rendered;
-      try {
-        rendered = render(yield* runHandler(handler, request));
-      } catch (error) {
-        return this.#internalError(error, request, keepAlive);
+      if (handler === null) {
+        this.#error(minor, 405, headOnly, keepAlive, allow(route.allow));
+        return null;
       }
-      return this.#writeRendered(rendered, minor, headOnly, keepAlive);
+      let res: HandlerResponse | Green<HandlerResponse>;
+      try {
+        res = handler(request);
+      } catch (error) {
+        this.#internalError(error, request, keepAlive);
+        return null;
+      }
+      if (isGreen(res)) return this.#finishRoute(res, request, keepAlive);
+      this.#answerRoute(res, request, keepAlive);
+      return null;
     }
-    if (method === "POST") return this.#error(minor, 405, false, keepAlive, allow("GET, HEAD"));
+    if (method === "POST") {
+      this.#error(minor, 405, false, keepAlive, allow("GET, HEAD"));
+      return null;
+    }
+    return this.#serveStatic(request, rawPath, keepAlive);
+  }
+
+  /** The rest of a route whose handler is a generator: run it, then answer. */
+  *#finishRoute(g: Green<HandlerResponse>, request: HttpRequest, keepAlive: boolean): Green<void> {
+    let res: HandlerResponse;
+    try {
+      res = yield* g;
+    } catch (error) {
+      return this.#internalError(error, request, keepAlive);
+    }
+    this.#answerRoute(res, request, keepAlive);
+  }
+
+  /** Check and write a handler's response (an invalid one is a 500). */
+  #answerRoute(res: HandlerResponse, request: HttpRequest, keepAlive: boolean): void {
+    let rendered: Rendered;
+    try {
+      rendered = render(res);
+    } catch (error) {
+      this.#internalError(error, request, keepAlive);
+      return;
+    }
+    this.#writeRendered(rendered, request.minor, request.method === "HEAD", keepAlive);
+  }
+
+  /** A static file (or its error): the plan needs stat calls, so this is a generator. */
+  *#serveStatic(request: HttpRequest, rawPath: string, keepAlive: boolean): Green<void> {
+    const { method, path, query, headers, minor } = request;
     let reply: StaticReply;
     try {
-      const at = { method, path, rawPath, query: request.query, headers: p.headers };
+      const at = { method, path, rawPath, query, headers };
       reply = yield* planStatic(this.#engine.files, at, this.#engine.date.nowMs());
     } catch (error) {
       return this.#internalError(error, request, keepAlive);
     }
-    this.#writeStatic(reply, minor, headOnly, keepAlive);
+    this.#writeStatic(reply, minor, method === "HEAD", keepAlive);
   }
 
   #writeStatic(reply: StaticReply, minor: number, headOnly: boolean, keepAlive: boolean): void {
@@ -394,17 +488,20 @@ export class HttpConnection {
       this.#closeAfter = !persist;
       return;
     }
-    this.#head(r.status, r.fields, `Content-Length: ${body.length}\r\n`, keepAlive, minor);
-    if (headOnly || body.length === 0) {
+    const text = typeof body === "string";
+    const length = text ? Buffer.byteLength(body, "utf8") : body.length;
+    this.#head(r.status, r.fields, `Content-Length: ${length}\r\n`, keepAlive, minor);
+    if (headOnly || length === 0) {
       if (!keepAlive) this.#closing = true;
-    } else if (body.length <= this.#out.room) {
-      this.#out.writeBytes(body);
+    } else if (length <= this.#out.room) {
+      if (text) this.#out.writeUtf8(body, length);
+      else this.#out.writeBytes(body);
       if (!keepAlive) this.#closing = true;
     } else {
       this.#body = B_BYTES;
-      this.#bodyBytes = body;
+      this.#bodyBytes = text ? Buffer.from(body, "utf8") : body;
       this.#bodyPos = 0;
-      this.#bodyEnd = body.length;
+      this.#bodyEnd = length;
       this.#closeAfter = !keepAlive;
     }
   }
@@ -416,9 +513,23 @@ export class HttpConnection {
       : minor === 0
         ? "Connection: keep-alive\r\n" // HTTP/1.0 persists only when both sides say so
         : "";
-    this.#out.writeLatin1(
-      `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nServer: exocore\r\nDate: ${this.#engine.date.get()}\r\n${fields}${framing}${connection}\r\n`,
-    );
+    // Status line, Server, Date and the fields: the same bytes response after response (Date
+    // changes once a second), so they are encoded once and copied.
+    const date = this.#engine.date.get();
+    if (status !== this.#headStatus || date !== this.#headDate || fields !== this.#headFields) {
+      this.#headBytes = Buffer.from(
+        `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nServer: exocore\r\nDate: ${date}\r\n${fields}`,
+        "latin1",
+      );
+      this.#headStatus = status;
+      this.#headDate = date;
+      this.#headFields = fields;
+    }
+    const out = this.#out;
+    out.writeBytes(this.#headBytes);
+    out.writeLatin1(framing);
+    out.writeLatin1(connection);
+    out.writeLatin1("\r\n");
   }
 
   /** An error response with the small HTML page (no page for HEAD); closes unless keepAlive. */
@@ -519,26 +630,25 @@ function allow(methods: string): string {
   return `Allow: ${methods}\r\n`;
 }
 
-/** Run a handler that is a plain function or a generator function. */
-function* runHandler(handler: Handler, request: HttpRequest): Green<HandlerResponse> {
-  const r = handler(request);
-  if (isGreen(r)) return yield* r;
-  return r;
-}
-
 function isGreen(r: HandlerResponse | Green<HandlerResponse>): r is Green<HandlerResponse> {
   return typeof (r as Partial<Green<HandlerResponse>>).next === "function";
 }
 
-/** Check a handler's response and render its fields; throws InvalidArgumentError (→ 500). */
-function render(res: HandlerResponse): Rendered {
-  if (typeof res !== "object" || res === null) {
-    throw new InvalidArgumentError("a handler must return { status, headers?, body? }");
-  }
-  const status = checkInteger("handler status", res.status, 200, 599);
+/**
+ * The rendering of the last frozen headers object: a handler that answers with one constant,
+ * frozen headers object (jsonNow does) has it checked once, not per request. Only a frozen
+ * object is remembered — its fields cannot change after it was checked.
+ */
+let lastHeaders: object | null = null;
+let lastFields = "";
+let lastHasType = false;
+
+/** Check a handler's header fields and render them into lastFields / lastHasType. */
+function renderFields(headers: Readonly<Record<string, string>>): void {
+  if (headers === lastHeaders) return;
   let fields = "";
   let hasType = false;
-  for (const [name, value] of Object.entries(res.headers ?? {})) {
+  for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
     if (!TOKEN.test(name) || ENGINE_FIELDS.has(lower)) {
       throw new InvalidArgumentError(
@@ -551,21 +661,35 @@ function render(res: HandlerResponse): Rendered {
     if (lower === "content-type") hasType = true;
     fields += `${name}: ${value}\r\n`;
   }
-  let body: Uint8Array | BodyProducer | null;
+  lastHeaders = Object.isFrozen(headers) ? headers : null;
+  lastFields = fields;
+  lastHasType = hasType;
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** Check a handler's response and render its fields; throws InvalidArgumentError (→ 500). */
+function render(res: HandlerResponse): Rendered {
+  if (typeof res !== "object" || res === null) {
+    throw new InvalidArgumentError("a handler must return { status, headers?, body? }");
+  }
+  const status = checkInteger("handler status", res.status, 200, 599);
+  renderFields(res.headers ?? NO_HEADERS);
+  let fields = lastFields;
+  let body: Uint8Array | string | BodyProducer | null;
   const b = res.body;
   if (b === undefined) body = null;
-  else if (typeof b === "string") body = Buffer.from(b, "utf8");
-  else if (b instanceof Uint8Array || typeof b === "function") body = b;
+  else if (typeof b === "string" || b instanceof Uint8Array || typeof b === "function") body = b;
   else throw new InvalidArgumentError("a handler's body must be a string, bytes or a producer");
   if (
     (status === 204 || status === 304) &&
     body !== null &&
-    !(body instanceof Uint8Array && body.length === 0)
+    !(typeof body !== "function" && body.length === 0)
   ) {
     throw new InvalidArgumentError(`a ${status} response has no body`);
   }
   if (status === 204 || status === 304) body = null;
-  if (body !== null && !hasType) {
+  if (body !== null && !lastHasType) {
     const type = typeof b === "string" ? "text/plain; charset=utf-8" : "application/octet-stream";
     fields += `Content-Type: ${type}\r\n`;
   }

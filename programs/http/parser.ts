@@ -32,6 +32,10 @@
  * §10.1.1); a well-formed version other than 1.x is 505. Chunk extensions and trailer fields are
  * checked for syntax and dropped (§7.1.1, §7.1.2).
  *
+ * A keep-alive client repeats itself: the method, target and field strings of the previous
+ * request are handed out again when the bytes at hand spell them (names in any case), compared
+ * in place instead of made anew (test/http-reuse.test.ts).
+ *
  * Owned by one connection (programs/http/connection.ts); tests drive it directly.
  */
 
@@ -124,6 +128,13 @@ export class RequestParser {
   #target = "";
   #minor = 1;
   #fields: string[] = [];
+  /**
+   * The previous request's method, target and fields (read only: the fields array belongs to
+   * that request's HttpHeaders now): a string equal to the bytes at hand is reused, not made.
+   */
+  #lastMethod = "";
+  #lastTarget = "";
+  #lastFields: readonly string[] = [];
   #hosts = 0;
   #contentLength = -1;
   #teCodings = 0;
@@ -208,6 +219,7 @@ export class RequestParser {
       keepAlive: this.#keepAlive,
     };
     if (this.#body.length > SCRATCH_KEEP) this.#body = EMPTY;
+    this.#lastFields = this.#fields;
     this.#startMessage();
     return request;
   }
@@ -283,8 +295,10 @@ export class RequestParser {
     const minor = b[s + i + 7]! - 0x30;
     if (major < 0 || major > 9 || minor < 0 || minor > 9) return this.#fail(400);
     if (major !== 1) return this.#fail(505);
-    this.#method = q.latin1(0, methodEnd);
-    this.#target = q.latin1(targetStart, targetEnd);
+    this.#method = q.latin1Same(0, methodEnd, this.#lastMethod);
+    this.#target = q.latin1Same(targetStart, targetEnd, this.#lastTarget);
+    this.#lastMethod = this.#method;
+    this.#lastTarget = this.#target;
     this.#minor = minor === 0 ? 0 : 1; // HTTP/1.2 and up are answered as 1.1 (RFC 9110 §6.2)
     this.#state = S_FIELDS;
     return -1;
@@ -305,8 +319,12 @@ export class RequestParser {
     while (ve > i && (b[s + ve - 1] === SP || b[s + ve - 1] === HTAB)) ve--;
     for (let k = i; k < ve; k++) if (!fieldByte(b[s + k]!)) return this.#fail(400);
     if (this.#state === S_TRAILERS) return -1;
-    const name = q.latin1(0, nameEnd).toLowerCase();
-    const value = q.latin1(i, ve);
+    // The previous request's field line at the same place, if any: most often the same bytes.
+    const k = this.#fields.length;
+    const last = this.#lastFields;
+    const name =
+      k < last.length ? q.lowerSame(0, nameEnd, last[k]!) : q.latin1(0, nameEnd).toLowerCase();
+    const value = k < last.length ? q.latin1Same(i, ve, last[k + 1]!) : q.latin1(i, ve);
     this.#fields.push(name, value);
     return this.#noteField(name, value);
   }

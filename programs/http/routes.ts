@@ -6,8 +6,10 @@
  * Invariants: paths are absolute and normalised like request paths (programs/http/target.ts);
  * a GET route also answers HEAD (RFC 9110 §9.3.2); one handler per (method, path).
  *
- * Two ready-made handlers: {@link echo} (POST /api/echo: the body back) and {@link json} (a
- * generator's value as application/json, for GET /api/stats).
+ * Ready-made handlers: {@link echo} (POST /api/echo: the body back), {@link jsonNow} (a value
+ * computed at once as application/json: a plain function, for GET /api/stats) and {@link json}
+ * (the same for a generator that may make system calls). Both JSON handlers answer with one
+ * frozen headers object, which the engine checks once (programs/http/connection.ts).
  */
 
 import { InvalidArgumentError } from "../../src/errors.js";
@@ -72,26 +74,25 @@ export function echo(request: HttpRequest): HandlerResponse {
   };
 }
 
-/** A handler that answers 200 with the JSON of what `produce` returns (it may make syscalls). */
-/** A JSON route computed at once, with no system call (no generator to step through). */
+/** The fields of every JSON answer: one frozen object, so the engine checks it only once. */
+const JSON_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  "content-type": "application/json",
+});
+
+/**
+ * A JSON route computed at once, with no system call: a plain function (no generator to step
+ * through), answering with the one frozen JSON_HEADERS.
+ */
 export function jsonNow(produce: (request: HttpRequest) => unknown): Handler {
-  // biome-ignore lint/correctness/useYield: a Handler is a generator; this one needs no call
-  return function* jsonNowHandler(request: HttpRequest): Green<HandlerResponse> {
-    return {
-      status: 200,
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(produce(request)),
-    };
+  return function jsonNowHandler(request: HttpRequest): HandlerResponse {
+    return { status: 200, headers: JSON_HEADERS, body: JSON.stringify(produce(request)) };
   };
 }
 
+/** A handler that answers 200 with the JSON of what `produce` returns (it may make syscalls). */
 export function json(produce: (request: HttpRequest) => Green<unknown>): Handler {
   return function* jsonHandler(request: HttpRequest): Green<HandlerResponse> {
     const value = yield* produce(request);
-    return {
-      status: 200,
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(value),
-    };
+    return { status: 200, headers: JSON_HEADERS, body: JSON.stringify(value) };
   };
 }

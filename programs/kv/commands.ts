@@ -2175,9 +2175,11 @@ export class KvEngine {
    */
   execute(session: KvSession, argv: Argv, out: RespWriter): number {
     const x = this.#x;
-    x.a = argv;
-    x.out = out;
-    x.session = session;
+    // A connection's batch passes the same three objects every time: store them only when
+    // they change (each store of an object field is a write barrier).
+    if (x.a !== argv) x.a = argv;
+    if (x.out !== out) x.out = out;
+    if (x.session !== session) x.session = session;
     x.flags = 0;
     if (argv.argc === 0) return 0;
     if (x.is(0, "quit")) {

@@ -99,21 +99,27 @@ export class Dict {
   /** The entry whose key is b[o … o+n) (hash h), or 0. Moves one bucket if rehashing. */
   find(d: number, keyOff: number, h: number, b: Uint8Array, o: number, n: number): number {
     const m = this.mem;
-    if (m.load32(d + D_REHASH) !== -1) this.rehashStep(d);
+    // rehashidx is read once (twice while rehashing): table 1 exists only while rehashing.
+    let rehashing = m.load32(d + D_REHASH) !== -1;
+    if (rehashing) {
+      this.rehashStep(d);
+      rehashing = m.load32(d + D_REHASH) !== -1;
+    }
     for (let t = 0; t <= 12; t += 12) {
       const size = m.load32(d + D_S0 + t);
-      if (size === 0) continue;
-      let e = this.#ld(this.#ld(d + D_T0 + t) + 4 * (h & (size - 1)));
-      while (e !== 0) {
-        if (
-          m.load32(e + E_HASH) === h &&
-          m.load32(e + E_KLEN) === n &&
-          equalBytes(m, e + keyOff, b, o, n)
-        )
-          return e;
-        e = this.#ld(e + E_NEXT);
+      if (size !== 0) {
+        let e = this.#ld(this.#ld(d + D_T0 + t) + 4 * (h & (size - 1)));
+        while (e !== 0) {
+          if (
+            m.load32(e + E_HASH) === h &&
+            m.load32(e + E_KLEN) === n &&
+            equalBytes(m, e + keyOff, b, o, n)
+          )
+            return e;
+          e = this.#ld(e + E_NEXT);
+        }
       }
-      if (m.load32(d + D_REHASH) === -1) break;
+      if (!rehashing) break;
     }
     return 0;
   }

@@ -18,7 +18,8 @@
  * The helpers allocate nothing: keys are hashed and compared in place (word loads against the
  * caller's bytes), values are copied with {@link copyOut}/{@link copyIn} straight into or out of
  * a caller's buffer. A memory that has `readInto` / `writeFrom` (FlatMemory, and ProcessMemory,
- * one translation per page) copies in one call; one that has not is read and written word by
+ * one translation per page) copies in one call, and one that has `equalBytes` (ProcessMemory)
+ * compares a key in one call; one that has not is read and written word by
  * word for short strings and with `readBytes` / `writeBytes` for long ones. A memory shared
  * between threads may offer `wait32` / `notify32` (a futex on a word) for the store lock.
  *
@@ -43,6 +44,11 @@ export interface StoreMemory {
   writeBytes(va: number, bytes: Uint8Array): void;
   /** Optional fast path: copy `len` bytes at `va` into `dst[off…]` without allocating. */
   readInto?(va: number, dst: Uint8Array, off: number, len: number): void;
+  /**
+   * Optional fast path: do the `len` bytes at `va` equal src[off … off+len)? (One translation
+   * per page instead of one per word.)
+   */
+  equalBytes?(va: number, src: Uint8Array, off: number, len: number): boolean;
   /** Optional fast path: copy src[off … off+len) to `va` in one call (no copy of `src` made). */
   writeFrom?(va: number, src: Uint8Array, off: number, len: number): void;
   /**
@@ -139,7 +145,10 @@ export function copyMem(mem: StoreMemory, dst: number, src: number, len: number)
   for (let i = 0; i < len; i += 4) mem.store32(dst + i, mem.load32(src + i));
 }
 
-/** Do the `len` bytes at va equal src[off … off+len)? Word compares, no allocation. */
+/**
+ * Do the `len` bytes at va equal src[off … off+len)? The memory's own compare if it has one
+ * (one translation per page), else word compares; no allocation.
+ */
 export function equalBytes(
   mem: StoreMemory,
   va: number,
@@ -147,6 +156,7 @@ export function equalBytes(
   off: number,
   len: number,
 ): boolean {
+  if (mem.equalBytes !== undefined) return mem.equalBytes(va, src, off, len);
   const end = off + len;
   let i = 0;
   for (; i + 4 <= len; i += 4) if (mem.load32(va + i) !== wordOf(src, off + i, end)) return false;
