@@ -47,6 +47,11 @@
  *     commands for 'drain', as above.
  *   - The device never overwrites an unconsumed event; with the EV ring full it stops taking
  *     commands (their answers would have nowhere to go) and holds host events in the queues.
+ *   - Quiet SENDs (CF_QUIET, src/hw/nic-regs.ts; the inverse of Intel 8254x/82599's Report
+ *     Status bit): their SENTs are written and published like any event but ask for no
+ *     interrupt, so a request/answer connection costs the driver one wake-up (for DATA), not
+ *     two; service() counts only the events that call for one, and quiet SENTs too once the
+ *     unconsumed events fill half of the EV ring.
  *   - Fairness: connections with queued work are served round-robin, one event per turn.
  *
  * Rejected: one DATA event per host chunk with a device-chosen buffer (the driver then cannot
@@ -84,6 +89,7 @@ import {
 import { DMA_OK, type DmaPort } from "./dma.js";
 import { ipv4ToString, parseIpv4 } from "./net-headers.js";
 import {
+  CF_QUIET,
   CMD_BYTES,
   CMD_CLOSE,
   CMD_CONNECT,
@@ -97,6 +103,7 @@ import {
   cA,
   cB,
   cC,
+  cFlags,
   cHandle,
   cOp,
   cTag,
@@ -229,8 +236,13 @@ const M_CLOSED = 5;
 const M_CONNECT_FAILED = 6;
 type QueueItem = Buffer | number;
 
-// A command set aside while its connection waits for 'drain': op, tag, a, b, c.
-const DEFERRED_WORDS = 5;
+// A command set aside while its connection waits for 'drain': op, tag, a, b, c, flags.
+const DEFERRED_WORDS = 6;
+/**
+ * Marks an outbox record whose event is a quiet SEND's SENT (CF_QUIET): it is written like any
+ * other, but calls for no interrupt of its own (see #pump). Never reaches the EV ring.
+ */
+const QUIET_EVENT = 1 << 30;
 
 class Listener {
   readonly kind = "listener";
@@ -379,6 +391,12 @@ export class ToeFunction {
   #cmdSeen = 0;
   #evTail = 0;
   #rbHead = 0;
+  // What the registers hold now (the device is their only writer): unchanged ones are not stored.
+  #evPublished = 0;
+  #rbPublished = 0;
+  #holding = 0;
+  /** Quiet SENTs written by the running pump (see #pump). */
+  #quietWritten = 0;
   // What the last pump saw: a change means room came back (see ready()).
   #seenEvHead = 0;
   #seenRbTail = 0;
@@ -458,7 +476,10 @@ export class ToeFunction {
     return false;
   }
 
-  /** Take commands (up to a batch) and write what events fit. Returns the events written. */
+  /**
+   * Take commands (up to a batch) and write what events fit. Returns how many of the events
+   * written call for an interrupt (see #pump: quiet SENTs alone do not).
+   */
   service(): number {
     return this.#pump();
   }
@@ -495,7 +516,15 @@ export class ToeFunction {
 
   // ---- commands: decode, then invoke ----
 
-  #execute(op: number, tag: number, handle: number, a: number, b: number, c: number): void {
+  #execute(
+    op: number,
+    tag: number,
+    handle: number,
+    a: number,
+    b: number,
+    c: number,
+    flags: number,
+  ): void {
     switch (op) {
       case CMD_LISTEN:
         this.#listen(tag, a, b);
@@ -519,9 +548,9 @@ export class ToeFunction {
             e.closeRequested = true; // the driver wants no more bytes
             this.#dropReceived(e);
           }
-          e.deferred.push(op, tag, a, b, c);
+          e.deferred.push(op, tag, a, b, c, flags);
         } else {
-          this.#connCommand(e, op, tag, a, b, c);
+          this.#connCommand(e, op, tag, a, b, c, flags);
         }
         return;
       }
@@ -550,8 +579,16 @@ export class ToeFunction {
   }
 
   /** A SEND, SHUTDOWN_WR or CLOSE on a connection that is not waiting for 'drain'. */
-  #connCommand(conn: Conn, op: number, tag: number, a: number, b: number, c: number): void {
-    if (op === CMD_SEND) this.#send(conn, tag, c * TWO_32 + a, b);
+  #connCommand(
+    conn: Conn,
+    op: number,
+    tag: number,
+    a: number,
+    b: number,
+    c: number,
+    flags: number,
+  ): void {
+    if (op === CMD_SEND) this.#send(conn, tag, c * TWO_32 + a, b, (flags & CF_QUIET) !== 0);
     else if (op === CMD_SHUTDOWN_WR) this.#shutdown(conn, tag);
     else this.#close(conn, tag);
   }
@@ -684,7 +721,7 @@ export class ToeFunction {
     });
   }
 
-  #send(conn: Conn, tag: number, iova: number, len: number): void {
+  #send(conn: Conn, tag: number, iova: number, len: number, quiet: boolean): void {
     const h = conn.handle;
     if (!conn.connected) {
       this.#error(tag, h, ENOTCONN, CMD_SEND);
@@ -709,7 +746,8 @@ export class ToeFunction {
       return;
     }
     this.#counters[kToeTxBytes] += len;
-    this.post(EV_SENT, tag, h, 0, len, 0);
+    if (!this.#closed)
+      this.#outbox.push(quiet ? EV_SENT | QUIET_EVENT : EV_SENT, tag, h, 0, len, 0);
     if (!conn.txListed) {
       conn.txListed = true;
       this.#txList.push(conn);
@@ -853,9 +891,10 @@ export class ToeFunction {
       const a = d[i + 2];
       const b = d[i + 3];
       const c = d[i + 4];
+      const flags = d[i + 5];
       i += DEFERRED_WORDS;
       if (conn.closing) this.#error(tag, conn.handle, EBADF, op);
-      else this.#connCommand(conn, op, tag, a, b, c);
+      else this.#connCommand(conn, op, tag, a, b, c, flags);
     }
     this.#flushTxList();
     if (i >= d.length) {
@@ -896,7 +935,10 @@ export class ToeFunction {
   /**
    * One pass of the device: write the outbox (answers to commands, in order), take the commands
    * that wait (up to a batch), then write one event per connection in turn, filling RB buffers.
-   * Publishes RB head, EV tail and the holding flag. Returns the events written.
+   * Publishes RB head, EV tail and the holding flag (each only when it changed: the device is
+   * their only writer). Returns the events written that call for an interrupt: all of them but
+   * quiet SENTs (CF_QUIET), and those too once the events the driver has not consumed fill half
+   * of the EV ring (so that it frees room before the device has to hold work back).
    *
    * The RB tail is loaded before the command tail, and no buffer is filled while a command
    * published before that command tail is still untaken: a PAUSE the driver published before
@@ -909,6 +951,7 @@ export class ToeFunction {
     const r = this.#regs;
     const rbTail = Atomics.load(i32, r + nrRbTail); // consume: RB buffers posted before tail
     this.#seenRbTail = rbTail;
+    this.#quietWritten = 0;
     let written = this.#writeOutbox();
     if (this.#outbox.size === 0 && !this.#closed) written += this.#takeCommands();
     if (this.#closed) return written;
@@ -917,11 +960,21 @@ export class ToeFunction {
       if (this.#closed) return written;
     }
     if (!this.#flushShadows()) return written;
-    Atomics.store(i32, r + nrRbHead, this.#rbHead); // publish: buffers filled
-    Atomics.store(i32, r + nrEvTail, this.#evTail); // publish: events written (after their data)
+    if (this.#rbPublished !== this.#rbHead) {
+      this.#rbPublished = this.#rbHead;
+      Atomics.store(i32, r + nrRbHead, this.#rbHead); // publish: buffers filled
+    }
+    if (this.#evPublished !== this.#evTail) {
+      this.#evPublished = this.#evTail;
+      Atomics.store(i32, r + nrEvTail, this.#evTail); // publish: events written (after their data)
+    }
     this.#publishHolding();
     this.#counters[kEvents] += written;
-    return written;
+    const quiet = this.#quietWritten;
+    if (quiet === 0) return written;
+    // Unconsumed events, counted from the last EV head loaded (an overestimate: safe).
+    const unread = (this.#evTail - this.#seenEvHead) >>> 0;
+    return unread * 2 >= this.#rings.evSize ? written : written - quiet;
   }
 
   /**
@@ -1002,8 +1055,10 @@ export class ToeFunction {
     let room = this.#evRoom();
     let written = 0;
     while (out.size > 0 && room > 0) {
+      const type = out.peek(0);
+      if ((type & QUIET_EVENT) !== 0) this.#quietWritten++;
       this.#writeEvent(
-        out.peek(0),
+        type & ~QUIET_EVENT,
         out.peek(1),
         out.peek(2),
         out.peek(3),
@@ -1059,6 +1114,7 @@ export class ToeFunction {
         dv.getUint32(e + cA, true),
         dv.getUint32(e + cB, true),
         dv.getUint32(e + cC, true),
+        dv.getUint32(e + cFlags, true),
       );
       if (this.#outbox.size > 0) written += this.#writeOutbox();
     }
@@ -1123,9 +1179,15 @@ export class ToeFunction {
     this.#syncReading(conn);
   }
 
-  /** Tell the driver whether freed EV slots or posted RB buffers would let held work move. */
+  /**
+   * Tell the driver whether freed EV slots or posted RB buffers would let held work move. Stored
+   * only when it changes: an unchanged 1 was stored before, and so precedes the device's re-check
+   * of EV head and RB tail before it parks (the Dekker pair with the driver's flush).
+   */
   #publishHolding(): void {
     const holding = this.#outbox.size > 0 || this.#ready.length > 0 ? 1 : 0;
+    if (holding === this.#holding) return;
+    this.#holding = holding;
     Atomics.store(this.#i32, this.#regs + nrHolding, holding); // publish: before the device parks
   }
 
