@@ -79,6 +79,7 @@ import {
   SYS_recvfrom,
   SYS_sclose,
   SYS_send,
+  SYS_sendrecv,
   SYS_sendto,
   SYS_shutdown,
   SYS_socket,
@@ -105,8 +106,9 @@ type State = "new" | "bound" | "listening" | "connecting" | "connected" | "close
 
 interface Reader {
   readonly p: Pending;
-  readonly va: number;
-  readonly len: number;
+  /** Where the bytes go or come from; a sendrecv's send part moves on as pieces go out. */
+  va: number;
+  len: number;
 }
 
 interface Datagram {
@@ -424,9 +426,31 @@ function wakeWriters(s: Sock): void {
     }
     const got = trySend(s, w.p.pid, w.va, w.len);
     if (got === null) return;
+    if (w.p.nr === SYS_sendrecv && got >= 0) {
+      w.va += got;
+      w.len -= got;
+      if (w.len > 0) continue; // more room may have come with the same event: try again
+      s.writers.shift();
+      const r = receiveAfterSend(s, w.p);
+      if (r !== null) rt.complete(w.p, r);
+      continue;
+    }
     s.writers.shift();
     rt.complete(w.p, got);
   }
+}
+
+/**
+ * sendrecv's second half, once every byte of its send part is queued: a recv into (a3, a4).
+ * The answer, or null when the call now waits as a reader of `s`.
+ */
+function receiveAfterSend(s: Sock, p: Pending): number | null {
+  const va = p.args[3];
+  const len = p.args[4];
+  const got = s.readers.length === 0 ? tryRecv(s, p.pid, va, len) : null;
+  if (got !== null) return got;
+  s.readers.push({ p, va, len });
+  return null;
 }
 
 // ---- accept, datagrams ----
@@ -760,6 +784,29 @@ function serve(w: Int32Array, at: number, core: number): number {
       if ((a3 & MSG_DONTWAIT) !== 0) return -EAGAIN;
       blocked.add(s);
       return wait(s.writers, w, at, core, a1, a2);
+    }
+    case SYS_sendrecv: {
+      // send(a1, a2) in full, then recv(a3, a4): one crossing for a server's reply and its
+      // wait for the next request (io_uring's linked SQEs; FlexSC batches calls, this chains
+      // two). Answers the recv's count, 0 at end of stream, or the first -errno of either.
+      if (s.type !== "stream") return -EOPNOTSUPP;
+      const rlen = w[at + kA4];
+      if (a2 < 0 || rlen < 0) return -EINVAL;
+      let sent = 0;
+      if (s.writers.length === 0) {
+        while (sent < a2) {
+          const got = trySend(s, pid, a1 + sent, a2 - sent);
+          if (got === null) break;
+          if (got < 0) return got;
+          sent += got;
+        }
+      }
+      if (sent === a2) {
+        const got = s.readers.length === 0 ? tryRecv(s, pid, a3, rlen) : null;
+        return got !== null ? got : wait(s.readers, w, at, core, a3, rlen);
+      }
+      blocked.add(s);
+      return wait(s.writers, w, at, core, a1 + sent, a2 - sent);
     }
     case SYS_shutdown:
       if (s.state !== "connected") return -ENOTCONN;

@@ -6,7 +6,8 @@
  * machine's spawn queue (M:N). The engine (programs/kv) parses, executes and encodes. Each
  * recv's batch of pipelined commands runs under one acquisition of the store lock (a waiter
  * first yields its green thread, so the core serves other connections meanwhile), and its
- * replies leave in one send: one recv, one lock round trip and one send per batch.
+ * replies leave with the wait for the next batch in one sendrecv: one crossing to the network
+ * domain and one lock round trip per batch (a reply longer than a buffer sends the rest first).
  *
  *   exocore run programs/kv-server.js -- [--port N] [--aof PATH] [--appendfsync always|everysec|no]
  *                                         [--connections N] --net [--disk IMAGE]
@@ -47,7 +48,8 @@ import {
   read,
   recv,
   type SharedThread,
-  send,
+  sendAll,
+  sendrecv,
   sleep,
   socket,
   spawn,
@@ -191,9 +193,12 @@ export function* serve(fd: number, block: number): Green {
   const out = new RespWriter();
   let closing = false;
   let want = RECV_SMALL;
+  let held = 0; // reply bytes in outBuf, sent with the next recv (one sendrecv crossing)
   try {
     while (!closing) {
-      const n = yield* recv(fd, inBuf, want);
+      const n =
+        held > 0 ? yield* sendrecv(fd, outBuf, held, inBuf, want) : yield* recv(fd, inBuf, want);
+      held = 0;
       if (n <= 0) return n;
       want = n === want ? BUFFER : RECV_SMALL; // a full read: more is likely waiting
       parser.feedFromMemory(mem, inBuf, n);
@@ -224,15 +229,17 @@ export function* serve(fd: number, block: number): Green {
         const r = yield* aofFlush(block, seq, true);
         if (r < 0) return r; // the write is not durable: no acknowledgement
       }
+      // Every buffer of the reply but the last goes out now; the last goes with the next
+      // recv (or alone, when this connection is closing).
       for (let at = 0; at < out.length; ) {
         const k = Math.min(out.length - at, BUFFER);
         mem.writeFrom(outBuf, out.buf, at, k);
-        for (let done = 0; done < k; ) {
-          const w = yield* send(fd, outBuf + done, k - done);
-          if (w < 0) return w;
-          done += w;
-        }
         at += k;
+        if (at === out.length && !closing) held = k;
+        else {
+          const w = yield* sendAll(fd, outBuf, k);
+          if (w < 0) return w;
+        }
       }
       out.reset();
     }

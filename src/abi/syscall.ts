@@ -91,6 +91,8 @@ export const SYS_sendto = 49;
 export const SYS_recvfrom = 50;
 export const SYS_poll = 51;
 export const SYS_getsockname = 52;
+/** send in full, then recv: a server's reply and its wait for the next request in one crossing. */
+export const SYS_sendrecv = 53;
 
 // Flags, with Linux's values.
 export const O_RDONLY = 0;
@@ -231,6 +233,12 @@ export const SYSCALLS: readonly SyscallInfo[] = [
       [SYS_recvfrom, "recvfrom", ["fd", "ptr", "len", "ptr", "flags"], "receive a datagram"],
       [SYS_poll, "poll", ["ptr", "len", "int"], "wait until one of many sockets is ready"],
       [SYS_getsockname, "getsockname", ["fd", "ptr"], "the local address and port"],
+      [
+        SYS_sendrecv,
+        "sendrecv",
+        ["fd", "ptr", "len", "ptr", "len"],
+        "send all the bytes, then receive: the count received, 0 at end of stream",
+      ],
     ] as const
   ).map(([nr, name, args, summary]) => ({ nr, name, server: "network" as const, args, summary })),
   {

@@ -60,6 +60,7 @@ import {
   SYS_rmdir,
   SYS_sclose,
   SYS_send,
+  SYS_sendrecv,
   SYS_sendto,
   SYS_shutdown,
   SYS_socket,
@@ -570,6 +571,30 @@ export function recv(fd: number, va: number, len: number, flags = 0): Green {
 export function send(fd: number, va: number, len: number, flags = 0): Green {
   const h = socketHandle(fd);
   return h < 0 ? answer.set(h) : bufCall(SYS_send, h, va, len, false, flags);
+}
+
+/** Send all `len` bytes at `va`, in as many sends as it takes: 0, or -errno. */
+export function* sendAll(fd: number, va: number, len: number): Green {
+  for (let done = 0; done < len; ) {
+    const w = yield* send(fd, va + done, len - done);
+    if (w < 0) return w;
+    done += w;
+  }
+  return 0;
+}
+
+/**
+ * Send all `slen` bytes at `sva`, then receive up to `rlen` bytes into `rva`: the count
+ * received, 0 at end of stream, or -errno (the send's, if it failed). One crossing to the
+ * network domain where send + recv take two: what a server does after each request, with its
+ * reply and its wait for the next. A send that finds the queue full waits, as send does.
+ */
+export function sendrecv(fd: number, sva: number, slen: number, rva: number, rlen: number): Green {
+  const h = socketHandle(fd);
+  if (h < 0) return answer.set(h);
+  let f = prefault(sva, Math.min(slen, MAX_PREFAULT), false);
+  if (f === 0) f = prefault(rva, Math.min(rlen, MAX_PREFAULT), true);
+  return f < 0 ? answer.set(f) : syscall(SYS_sendrecv, h, sva, slen, rva, rlen);
 }
 
 export function* shutdown(fd: number, how: number): Green {
