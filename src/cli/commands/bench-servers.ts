@@ -16,7 +16,7 @@ export const benchServers = defineCommand({
   name: "bench servers",
   summary: "KV and HTTP servers on exocore vs redis-server and node:http (+ piscina)",
   description:
-    "KV: redis-benchmark -t set,get,incr,lpush,lpop,sadd,hset,mset -c 50 -n N at -P 1 and -P 16\n" +
+    "KV: redis-benchmark -t set,get,incr,lpush,lpop,sadd,hset,mset -c 50 -n N at -P 1 and -n 10N at -P 16\n" +
     "against kv-server on a fresh machine per channel mode, and against redis-server.\n" +
     "HTTP: wrk (or the built-in client) on /index.html and /api/stats against http-server,\n" +
     "node:http and node:http with a piscina pool. Writes servers.json and servers.svg.",
@@ -37,7 +37,8 @@ export const benchServers = defineCommand({
       name: "requests",
       type: "integer",
       min: 100,
-      description: "redis-benchmark -n per test (default 100000; quick 20000)",
+      description:
+        "redis-benchmark -n per test at -P 1, ×10 at -P 16 (default 100000; quick 20000)",
     },
     {
       name: "duration",
@@ -46,6 +47,13 @@ export const benchServers = defineCommand({
       max: 600,
       placeholder: "s",
       description: "Seconds per HTTP run (default 10; quick 3)",
+    },
+    {
+      name: "cores",
+      type: "integer",
+      min: 1,
+      max: 64,
+      description: "XOS cores of the server machine (default: host CPUs - 1, at least 1)",
     },
     {
       name: "out",
@@ -75,6 +83,7 @@ export const benchServers = defineCommand({
           modes: f.modes as readonly ChannelMode[] | undefined,
           requests: f.requests,
           durationS: f.duration,
+          cores: f.cores,
           out: f.out,
           svg: f.svg,
           signal: abort.signal,
