@@ -29,10 +29,12 @@ import {
   kTail,
   layRing,
   PAYLOAD_WORDS,
+  RING_HEADER_BYTES,
   type Ring,
   type RingDescriptor,
   type RingKind,
   ringBytes,
+  SLOT_SHIFT,
 } from "../src/shm/index.js";
 
 /** Runs per ring kind; each run is up to MAX_COMMANDS verbs. */
@@ -470,12 +472,12 @@ describe("ring model: random verb sequences against an array queue", () => {
         // As if 2^31 + 3 entries had gone through: the counters and every slot's sequence
         // where they would then be (empty ring, each slot free for its next position).
         const at = desc.offset / 4;
-        const base = at + 48; // RING_HEADER_BYTES / 4
+        const base = at + RING_HEADER_BYTES / 4;
         i32[at + kTail] = behind | 0;
         i32[at + kHead] = behind | 0;
         for (let j = 0; j < 8; j++) {
           const pos = (behind + j) | 0;
-          i32[base + ((pos & 7) << 4)] = pos;
+          i32[base + ((pos & 7) << SLOT_SHIFT)] = pos;
         }
       }
       assert.equal(late.reserve(1), 1, `${behind} behind: a free slot is claimed`);

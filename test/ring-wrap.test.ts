@@ -14,6 +14,7 @@ import {
   attachRing,
   kHead,
   kTail,
+  LINE_PAIR,
   layRing,
   MpmcRing,
   PAYLOAD_WORDS,
@@ -26,6 +27,8 @@ import {
 
 const KINDS: readonly RingKind[] = ["spsc", "mpmc"];
 const CAPACITY = 8;
+/** What the arena hands a 64-byte wake word: a whole pair of lines. */
+const WAKE_WORD_BYTES_ALLOCATED = LINE_PAIR;
 /** Counters start 10 steps below 2^32 (int32 -10), or 10 below the int32 sign flip. */
 const NEAR_WRAP = 2 ** 32 - 10;
 const NEAR_SIGN_FLIP = 2 ** 31 - 10;
@@ -36,8 +39,10 @@ interface Laid {
 }
 
 function lay(kind: RingKind, capacity: number, initialCounter = 0): Laid {
-  const arena = new Arena(new SharedArrayBuffer(64 + ringBytes(kind, capacity) + 128));
-  arena.alloc("guard", 64); // the ring does not start at offset 0
+  const arena = new Arena(
+    new SharedArrayBuffer(LINE_PAIR + ringBytes(kind, capacity) + WAKE_WORD_BYTES_ALLOCATED),
+  );
+  arena.alloc("guard", LINE_PAIR); // the ring does not start at offset 0
   const desc = layRing(arena, "ring", { kind, capacity, initialCounter });
   return { sab: arena.sab, desc };
 }
@@ -413,23 +418,23 @@ describe("memory that holds no ring, or another ring", () => {
 });
 
 describe("Arena", () => {
-  test("hands out 64-aligned, non-overlapping regions up to the exact end", () => {
+  test("hands out 128-aligned (a pair of lines), non-overlapping regions up to the exact end", () => {
     const arena = new Arena(new SharedArrayBuffer(1024));
     const a = arena.alloc("a", 1);
-    const b = arena.alloc("b", 100);
-    const c = arena.alloc("c", 64, 256);
+    const b = arena.alloc("b", 200);
+    const c = arena.alloc("c", 64, 512);
     assert.deepEqual(
       [a, b, c].map((r) => [r.offset, r.bytes]),
       [
-        [0, 64],
-        [64, 128],
-        [256, 64],
+        [0, 128],
+        [128, 256],
+        [512, 128],
       ],
     );
-    const rest = arena.alloc("rest", 1024 - 320);
+    const rest = arena.alloc("rest", 1024 - 640);
     assert.equal(rest.offset + rest.bytes, 1024);
     assert.equal(arena.used, 1024);
-    assert.match(arena.describe(), /0x00000140\.\.0x00000400 {2}rest/);
+    assert.match(arena.describe(), /0x00000280\.\.0x00000400 {2}rest/);
   });
 
   test("a full arena throws and hands out nothing", () => {
@@ -437,12 +442,12 @@ describe("Arena", () => {
     arena.alloc("a", 512);
     assertInvalidArg(
       () => arena.alloc("big", 513),
-      /^shared memory too small: region big needs 576 bytes at 512, arena ends at 1024$/,
+      /^shared memory too small: region big needs 640 bytes at 512, arena ends at 1024$/,
     );
     assert.equal(arena.used, 512);
     assert.equal(arena.regions.length, 1);
     arena.alloc("fits", 512);
-    assertInvalidArg(() => arena.alloc("one more", 1), /region one more needs 64 bytes at 1024/);
+    assertInvalidArg(() => arena.alloc("one more", 1), /region one more needs 128 bytes at 1024/);
   });
 
   test("layRing in an arena without room for the ring or its wake word throws", () => {
@@ -451,7 +456,7 @@ describe("Arena", () => {
     const noWake = new Arena(new SharedArrayBuffer(ringBytes("spsc", 8)));
     assertInvalidArg(
       () => layRing(noWake, "q", { kind: "spsc", capacity: 8 }),
-      /region q\.notEmpty needs 64 bytes/,
+      /region q\.notEmpty needs 128 bytes/,
     );
   });
 

@@ -41,6 +41,7 @@ import {
   Notifier,
   type RingDescriptor,
   type RingKind,
+  ringBytes,
   setWakeMode,
   WAITER_STATS,
   WAKE_WORD_BYTES,
@@ -437,7 +438,7 @@ interface Layout {
 }
 
 function layout(kind: RingKind, capacity: number, mode: WakeMode, notFull = false): Layout {
-  const sab = new SharedArrayBuffer(capacity * 64 + 16 * 1024);
+  const sab = new SharedArrayBuffer(ringBytes(kind, capacity) + 16 * 1024);
   const arena = new Arena(sab);
   const ring = layRing(arena, "wake.ring", { kind, capacity, mode, notFull });
   const control = arena.alloc("wake.control", CONTROL_WORDS * 4).offset;

@@ -37,6 +37,7 @@
  */
 
 import { InvalidArgumentError, panic } from "../errors.js";
+import { SLOT_SHIFT } from "./layout.js";
 import {
   checkDescriptor,
   checkHeader,
@@ -65,7 +66,7 @@ export class MpmcRing implements Ring {
   readonly #mask: number;
   readonly #tailAt: number;
   readonly #headAt: number;
-  /** Int32 index of slot 0's sequence word; slot s starts at #base + s * 16. */
+  /** Int32 index of slot 0's sequence word; slot s starts at #base + s * 32 (SLOT_SHIFT). */
   readonly #base: number;
   readonly #notEmpty: Notifier | null;
   readonly #notFull: Notifier | null;
@@ -104,7 +105,7 @@ export class MpmcRing implements Ring {
 
   /** Int32 index of the sequence word of the slot that holds `pos`. */
   #seqAt(pos: number): number {
-    return this.#base + ((pos & this.#mask) << 4);
+    return this.#base + ((pos & this.#mask) << SLOT_SHIFT);
   }
 
   // ---- producer ----

@@ -10,12 +10,14 @@
  * payload word, `publish` makes the whole batch visible with one counter update; `peek`,
  * `entry(i)`, `release` are the consumer's mirror. Nothing is allocated per entry.
  *
- * Memory map of a ring at byte offset `off` (every line 64 bytes):
+ * Memory map of a ring at byte offset `off` (a line is 64 bytes; each part has a 128-byte pair of
+ * lines to itself, see LINE_PAIR in layout.ts):
  *
  *   off +   0  line P   tail: next position to produce      written by producers
- *   off +  64  line C   head: next position to consume      written by consumers
- *   off + 128  line M   magic, kind, capacity, entry words   written once at init, then read-only
- *   off + 192  entries  capacity × 64 bytes:  [ seq | payload word 0 … payload word 14 ]
+ *   off + 128  line C   head: next position to consume      written by consumers
+ *   off + 256  line M   magic, kind, capacity, entry words   written once at init, then read-only
+ *   off + 384  slots    capacity × 128 bytes, each a 64-byte entry and an unused line:
+ *                       [ seq | payload word 0 … payload word 14 ] [ padding ]
  *
  * Counters are free-running 32-bit integers that wrap; a position maps to slot `pos & mask`, and
  * distances are taken as `(a - b) | 0`, which is right across the wrap while capacity < 2^31.
@@ -30,7 +32,15 @@ import {
   InvalidArgumentError,
   panic,
 } from "../errors.js";
-import { type Arena, CACHE_LINE, ENTRY_BYTES, ENTRY_WORDS, kEntrySeq } from "./layout.js";
+import {
+  type Arena,
+  CACHE_LINE,
+  ENTRY_WORDS,
+  kEntrySeq,
+  LINE_PAIR,
+  SLOT_BYTES,
+  SLOT_SHIFT,
+} from "./layout.js";
 import { initWakeWord, WAKE_WORD_BYTES, type WakeMode } from "./wake.js";
 
 export type RingKind = "spsc" | "mpmc";
@@ -38,12 +48,12 @@ export const RING_KINDS: readonly RingKind[] = ["spsc", "mpmc"];
 
 /** Word offsets (int32 index relative to the ring's first word) of the header fields. */
 export const kTail = 0;
-export const kHead = CACHE_LINE / 4;
-const kMagic = (2 * CACHE_LINE) / 4;
+export const kHead = LINE_PAIR / 4;
+const kMagic = (2 * LINE_PAIR) / 4;
 const kKind = kMagic + 1;
 const kCapacity = kMagic + 2;
 const kEntryWords = kMagic + 3;
-export const RING_HEADER_BYTES = 3 * CACHE_LINE;
+export const RING_HEADER_BYTES = 3 * LINE_PAIR;
 const RING_MAGIC = 0x52494e47; // "RING"
 
 export const MIN_CAPACITY = 2;
@@ -112,7 +122,7 @@ export interface Ring extends RingProducer, RingConsumer {
 
 /** Bytes a ring of this kind and capacity occupies (header and entries; both kinds alike). */
 export function ringBytes(_kind: RingKind, capacity: number): number {
-  return RING_HEADER_BYTES + capacity * ENTRY_BYTES;
+  return RING_HEADER_BYTES + capacity * SLOT_BYTES;
 }
 
 export interface RingOptions {
@@ -175,7 +185,7 @@ export function initRing(sab: SharedArrayBuffer, desc: RingDescriptor, initialCo
   for (let j = 0; j < desc.capacity; j++) {
     const p = (first + j) | 0;
     const seq = desc.kind === "mpmc" ? p : (p + 1 - desc.capacity) | 0;
-    w[RING_HEADER_BYTES / 4 + ((p & mask) << 4) + kEntrySeq] = seq;
+    w[RING_HEADER_BYTES / 4 + ((p & mask) << SLOT_SHIFT) + kEntrySeq] = seq;
   }
   Atomics.store(w, kMagic, RING_MAGIC); // publish: the header is complete
 }

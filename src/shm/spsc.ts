@@ -24,7 +24,7 @@
  */
 
 import { InvalidArgumentError, panic } from "../errors.js";
-import { PAYLOAD_WORDS } from "./layout.js";
+import { PAYLOAD_WORDS, SLOT_SHIFT } from "./layout.js";
 import {
   checkDescriptor,
   checkHeader,
@@ -44,7 +44,7 @@ export class SpscRing implements Ring {
   readonly #mask: number;
   readonly #tailAt: number;
   readonly #headAt: number;
-  /** Int32 index of slot 0's sequence word; slot s starts at #base + s * 16. */
+  /** Int32 index of slot 0's sequence word; slot s starts at #base + s * 32 (SLOT_SHIFT). */
   readonly #base: number;
   readonly #notEmpty: Notifier | null;
   readonly #notFull: Notifier | null;
@@ -80,7 +80,7 @@ export class SpscRing implements Ring {
 
   /** Int32 index of the sequence word of the slot that holds `pos`. */
   #seqAt(pos: number): number {
-    return this.#base + ((pos & this.#mask) << 4);
+    return this.#base + ((pos & this.#mask) << SLOT_SHIFT);
   }
 
   // ---- producer ----
@@ -208,7 +208,7 @@ export function publishedRun(
   let k = 0;
   while (k < max) {
     const pos = (start + k) | 0;
-    if (Atomics.load(i32, base + ((pos & mask) << 4)) !== ((pos + 1) | 0)) break; // load-acquire: published?
+    if (Atomics.load(i32, base + ((pos & mask) << SLOT_SHIFT)) !== ((pos + 1) | 0)) break; // load-acquire: published?
     k++;
   }
   return k;
@@ -234,7 +234,7 @@ export function publishSeqs(
 ): void {
   for (let i = n - 1; i > 0; i--) {
     const pos = (first + i) | 0;
-    i32[base + ((pos & mask) << 4)] = (pos + add) | 0; // plain: published by the store below
+    i32[base + ((pos & mask) << SLOT_SHIFT)] = (pos + add) | 0; // plain: published by the store below
   }
-  Atomics.store(i32, base + ((first & mask) << 4), (first + add) | 0); // publish: the whole batch
+  Atomics.store(i32, base + ((first & mask) << SLOT_SHIFT), (first + add) | 0); // publish: the whole batch
 }
