@@ -72,8 +72,10 @@ async function inMachine(
 
 /** Milliseconds of calls before timing starts (as in the machine). */
 const WARM_MS = 300;
-/** Timed chunks per one-outstanding measurement; the median chunk is reported. */
+/** Timed chunks per one-outstanding measurement, at least; the median chunk is reported. */
 const CHUNKS = 21;
+/** Milliseconds of timed calls per one-outstanding measurement, at least (as in the machine). */
+const TIMED_MS = 300;
 /** Timed rounds of the many-outstanding measurement (as in the machine); the median is reported. */
 const N_ROUNDS = 9;
 
@@ -94,7 +96,10 @@ async function conventional(
   while (performance.now() < warmUntil) for (let i = 0; i < 100; i++) await call();
   const chunk = Math.max(1, Math.ceil(iterations / CHUNKS));
   const means: number[] = [];
-  for (let c = 0; c < CHUNKS; c++) {
+  for (
+    const until = performance.now() + TIMED_MS;
+    means.length < CHUNKS || performance.now() < until;
+  ) {
     const c0 = performance.now();
     for (let i = 0; i < chunk; i++) await call();
     means.push(((performance.now() - c0) * 1e6) / chunk);

@@ -30,8 +30,10 @@ import {
 
 /** Milliseconds of calls before timing starts. */
 const WARM_MS = 300;
-/** Timed chunks per one-outstanding measurement; the median chunk is reported. */
+/** Timed chunks per one-outstanding measurement, at least; the median chunk is reported. */
 const CHUNKS = 21;
+/** Milliseconds of timed calls per one-outstanding measurement, at least. */
+const TIMED_MS = 300;
 /** Timed rounds of the many-outstanding measurement; the median round is reported. */
 const N_ROUNDS = 9;
 
@@ -56,15 +58,20 @@ export function* main(args: readonly string[]): Green {
   const out: Record<string, number> = {};
 
   // Warm up until the JITs of this core and of the domain are done with the path (by time:
-  // a count that suffices on a quiet machine is too short on a busy one), then time CHUNKS
-  // chunks and report the median chunk's mean: a chunk that a preemption or a GC of this
-  // 2-vCPU machine lands in is an outlier, not the cost of a call. The conventional paths in
-  // bench/syscalls.ts are measured the same way.
+  // a count that suffices on a quiet machine is too short on a busy one), then time at least
+  // CHUNKS chunks and at least TIMED_MS of calls, and report the median chunk's mean: a chunk
+  // that a preemption or a GC of this 2-vCPU machine lands in is an outlier, not the cost of a
+  // call (21 chunks alone were 15 ms here, and the median of so short a window moved between
+  // 0.62 and 0.79 µs from boot to boot). The conventional paths in bench/syscalls.ts are
+  // measured the same way.
   const warmUntil = performance.now() + WARM_MS;
   while (performance.now() < warmUntil) for (let i = 0; i < 1000; i++) yield* nullcall();
   const chunk = Math.max(1, Math.ceil(n / CHUNKS));
   const means: number[] = [];
-  for (let c = 0; c < CHUNKS; c++) {
+  for (
+    const until = performance.now() + TIMED_MS;
+    means.length < CHUNKS || performance.now() < until;
+  ) {
     const c0 = performance.now();
     for (let i = 0; i < chunk; i++) yield* nullcall();
     means.push(((performance.now() - c0) * 1e6) / chunk);
