@@ -30,6 +30,7 @@ import {
   Notifier,
   PAYLOAD_WORDS,
   type RingDescriptor,
+  ringBytes,
   WAITER_STATS,
   Waiter,
   type WaiterStats,
@@ -510,7 +511,7 @@ async function ringThroughput(
   batch: number,
   entries: number,
 ): Promise<ThroughputResult> {
-  const sab = new SharedArrayBuffer(1 << 22);
+  const sab = new SharedArrayBuffer(2 * ringBytes("spsc", RING_CAPACITY) + (1 << 16));
   const arena = new Arena(sab);
   const req = layRing(arena, "req", {
     kind: "spsc",
