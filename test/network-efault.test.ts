@@ -10,29 +10,16 @@ import net from "node:net";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { EFAULT } from "../src/abi/errno.js";
-import { boot } from "../src/hv/machine.js";
+import { startListening } from "./fixtures/listening.js";
 
 const program = fileURLToPath(new URL("./fixtures/programs/network-efault.js", import.meta.url));
 
 test("recv into and send from an unmapped buffer give EFAULT; no byte is lost or sent", async () => {
-  let out = "";
-  const m = await boot({
+  const { m, port, status, out } = await startListening(program, [], {
     cores: 1,
     memoryMiB: 32,
-    network: true,
-    stdout: (s) => {
-      out += s;
-    },
-    stderr: (s) => {
-      out += s;
-    },
   });
   try {
-    const status = m.run(program, []);
-    for (let i = 0; i < 500 && !/listening on \d+/.test(out); i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const port = Number(/listening on (\d+)/.exec(out)?.[1]);
     const sent = Buffer.from("every byte of this line comes back, none twice\n");
     const back = await new Promise<Buffer>((resolve, reject) => {
       const got: Buffer[] = [];
@@ -42,7 +29,10 @@ test("recv into and send from an unmapped buffer give EFAULT; no byte is lost or
       c.on("error", reject);
     });
     assert.equal(await status, 0);
-    assert.match(out, new RegExp(`recv-bad ${-EFAULT} send-bad ${-EFAULT} got ${sent.length}\\n`));
+    assert.match(
+      out(),
+      new RegExp(`recv-bad ${-EFAULT} send-bad ${-EFAULT} got ${sent.length}\\n`),
+    );
     assert.deepEqual(back, sent, "the bytes a bad recv could not take came back, and only they");
   } finally {
     await m.shutdown();

@@ -10,7 +10,7 @@ import net from "node:net";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { EFAULT } from "../src/abi/errno.js";
-import { boot } from "../src/hv/machine.js";
+import { startListening } from "./fixtures/listening.js";
 import { BIG, bigByte } from "./fixtures/programs/sendrecv.js";
 
 const program = fileURLToPath(new URL("./fixtures/programs/sendrecv.js", import.meta.url));
@@ -18,24 +18,11 @@ const program = fileURLToPath(new URL("./fixtures/programs/sendrecv.js", import.
 test("sendrecv: EFAULT on either buffer loses nothing; 4 MiB go out whole before the receive", {
   timeout: 60_000,
 }, async () => {
-  let out = "";
-  const m = await boot({
+  const { m, port, status, out } = await startListening(program, [], {
     cores: 1,
     memoryMiB: 64,
-    network: true,
-    stdout: (s) => {
-      out += s;
-    },
-    stderr: (s) => {
-      out += s;
-    },
   });
   try {
-    const status = m.run(program, []);
-    for (let i = 0; i < 500 && !/listening on \d+/.test(out); i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const port = Number(/listening on (\d+)/.exec(out)?.[1]);
     const seen = await new Promise<{ head: string; bad: number; tail: string }>(
       (resolve, reject) => {
         const chunks: Buffer[] = [];
@@ -69,12 +56,12 @@ test("sendrecv: EFAULT on either buffer loses nothing; 4 MiB go out whole before
         c.on("error", reject);
       },
     );
-    assert.equal(await status, 0, out);
+    assert.equal(await status, 0, out());
     assert.equal(seen.head, "hello\n", "the send part of a call whose receive failed went out");
     assert.equal(seen.bad, -1, "the big send arrived whole and in order");
     assert.equal(seen.tail, "bye\n");
     assert.match(
-      out,
+      out(),
       new RegExp(`bad-send ${-EFAULT} bad-recv ${-EFAULT} first "first\\\\n" big 2 ok ok end 0\\n`),
     );
   } finally {

@@ -11,53 +11,10 @@ import dgram from "node:dgram";
 import net from "node:net";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { boot, type Machine, type SupervisorEvent } from "../src/hv/machine.js";
+import { boot } from "../src/hv/machine.js";
+import { startListening as start } from "./fixtures/listening.js";
 
 const prog = (name: string) => fileURLToPath(new URL(`../programs/${name}.js`, import.meta.url));
-
-interface Running {
-  readonly m: Machine;
-  readonly port: number;
-  readonly status: Promise<number>;
-  readonly events: SupervisorEvent[];
-  out(): string;
-}
-
-/** Boot, start a server program, and wait until it prints "listening on PORT". */
-async function start(
-  program: string,
-  args: string[],
-  opts: { network?: boolean; bypassCores?: number[] } = {},
-): Promise<Running> {
-  let out = "";
-  const events: SupervisorEvent[] = [];
-  const m = await boot({
-    cores: 2,
-    memoryMiB: 64,
-    network: opts.network ?? true,
-    bypassCores: opts.bypassCores,
-    stdout: (s) => {
-      out += s;
-    },
-    stderr: (s) => {
-      out += s;
-    },
-    onEvent: (e) => events.push(e),
-  });
-  const status = m.run(program, args);
-  let exited = false;
-  void status.then(() => {
-    exited = true;
-  });
-  for (let i = 0; i < 400; i++) {
-    const hit = /listening on (\d+)/.exec(out);
-    if (hit) return { m, port: Number(hit[1]), status, events, out: () => out };
-    if (exited) break;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  await m.shutdown();
-  throw new Error(`the server did not start listening: ${out}`);
-}
 
 /** Send `data` on a fresh connection, half-close, and collect everything echoed back. */
 function echoOnce(port: number, data: Buffer): Promise<Buffer> {
