@@ -11,10 +11,8 @@
  * Back-pressure, never loss: send copies from the program's memory straight into the driver's
  * transmit buffers (sendFilled: no staging copy) only as many bytes as fit and returns that
  * count (a short send, as a non-blocking socket gives); with none free it waits (or returns
- * EAGAIN with MSG_DONTWAIT) until the device reports bytes sent. Its SENDs are quiet (the
- * driver's quietSends): a SENT wakes this domain only when send buffers run low, and otherwise
- * comes with the next interrupt or round — one wake-up fewer per request and answer. Received
- * bytes wait in the socket's receive ring, in order, until recv takes them.
+ * EAGAIN with MSG_DONTWAIT) until the device reports bytes sent. Received bytes wait in the
+ * socket's receive ring, in order, until recv takes them.
  *
  * Receive window (TCP's, kept by the domain): a connection whose unread bytes pass
  * RX_WINDOW_HIGH (256 KiB, src/drivers/nic.ts says why) is paused at the offload engine — its
@@ -166,7 +164,7 @@ const mem = new PhysicalMemory(rt.sab);
 const user = new UserMemory(mem, new Mmu(mem));
 const vf = rt.data.vf;
 if (vf === undefined) throw new Error("network domain: no NIC VF assigned");
-const nic = new NicDriver(mem, vf, { irqWord: rt.wakeWord, quietSends: true });
+const nic = new NicDriver(mem, vf, { irqWord: rt.wakeWord });
 
 const socks = new Map<number, Sock>();
 /** Offload-engine connection id → socket. */

@@ -34,11 +34,6 @@
  * so after a pause the connection gets at most the buffers that were posted before it: a caller
  * that pauses at RX_WINDOW_HIGH holds at most RX_WINDOW_HIGH + (RB ring × buffer) bytes of it.
  *
- * Quiet sends (option quietSends, CF_QUIET): SENDs ask for no interrupt of their own while a
- * quarter of the send buffers and of the command ring stay free — a caller that polls events
- * every round gets their SENTs with the next DATA or on its next round — and the ones that take
- * the last quarter do, so a sender that runs out of buffers always has an interrupt coming.
- *
  * Reset: the device bumps vrGeneration on every function-level reset (the supervisor's, a PF's,
  * or {@link NicDriver.requestReset}); from then on the driver does nothing until reattach().
  * Who calls: one thread per VF; not re-entrant (do not call pollEvents from its callback).
@@ -54,7 +49,6 @@ import {
   writeUdpHeaders,
 } from "../hw/net-headers.js";
 import {
-  CF_QUIET,
   CMD_BYTES,
   CMD_CLOSE,
   CMD_CONNECT,
@@ -68,7 +62,6 @@ import {
   cA,
   cB,
   cC,
-  cFlags,
   cHandle,
   cOp,
   cTag,
@@ -187,14 +180,6 @@ export interface NicDriverOptions {
   readonly toeTxBuffers?: number;
   /** Bytes of each TOE buffer, a multiple of 64. Default 4096. */
   readonly toeBufferBytes?: number;
-  /**
-   * Mark SENDs quiet (CF_QUIET: their SENT events raise no interrupt of their own) while at
-   * least a quarter of the send buffers and of the command ring stay free; the SENDs that take
-   * the last quarter ask for an interrupt, so a sender that runs out is told when buffers come
-   * back. For a caller that polls events every round anyway and waits for SENT only after
-   * send() returned 0 (the network domain). Default false: every SENT interrupts.
-   */
-  readonly quietSends?: boolean;
 }
 
 /** Where each area lies, as byte offsets from the start of the DMA region. */
@@ -210,10 +195,10 @@ export interface NicDmaLayout {
   readonly toeRx: number;
   /** Bytes the layout needs in all. */
   readonly bytes: number;
-  readonly sizes: Required<Omit<NicDriverOptions, "irqWord" | "quietSends">>;
+  readonly sizes: Required<Omit<NicDriverOptions, "irqWord">>;
 }
 
-const DEFAULTS: Required<Omit<NicDriverOptions, "irqWord" | "quietSends">> = {
+const DEFAULTS: Required<Omit<NicDriverOptions, "irqWord">> = {
   txRing: 64,
   rxRing: 64,
   cmdRing: 256,
@@ -284,18 +269,6 @@ export function nicDmaLayout(opts: NicDriverOptions = {}): NicDmaLayout {
     bytes: at,
     sizes,
   };
-}
-
-/**
- * The first `n` bytes of buffer `i` (whose whole view is `full`): the view cached in parts[i]
- * if it has that length, else a new one, kept there for next time.
- */
-function partView(parts: Uint8Array[], i: number, full: Uint8Array, n: number): Uint8Array {
-  const v = parts[i] as Uint8Array;
-  if (v.length === n) return v;
-  const fresh = full.subarray(0, n);
-  parts[i] = fresh;
-  return fresh;
 }
 
 /** Bytes of DMA region the default driver layout needs. */
@@ -438,9 +411,6 @@ export class NicDriver {
   readonly #evSize: number;
   readonly #rbSize: number;
   readonly #bufBytes: number;
-  /** quietSends: a SEND is quiet while more than these send buffers / command slots stay free. */
-  readonly #quietBuffers: number;
-  readonly #quietSlots: number;
 
   // Driver cursors (free-running u32 as int32).
   #generation = 0;
@@ -514,13 +484,6 @@ export class NicDriver {
   readonly #evFrame: Mutable<FrameEvent> = { type: "frame", frame: new Uint8Array(0) };
   /** Whole-buffer views of the TOE receive buffers, made once (the common full-buffer case). */
   readonly #rbViews: Uint8Array[];
-  /**
-   * The last partial view handed out for each RB slot / send buffer: a server's requests and
-   * answers are often the same length over and over, so a view of that length is reused instead
-   * of made per event (see #partView).
-   */
-  readonly #rbParts: Uint8Array[];
-  readonly #txParts: Uint8Array[];
   /** Whole-buffer views of the TOE send buffers, made once (for sendFilled). */
   readonly #txViews: Uint8Array[];
 
@@ -561,23 +524,16 @@ export class NicDriver {
     this.#evSize = s.eventRing;
     this.#rbSize = s.toeRxBuffers;
     this.#bufBytes = s.toeBufferBytes;
-    // Without quietSends no SEND is quiet: no count of free buffers or slots exceeds these.
-    this.#quietBuffers = opts.quietSends === true ? s.toeTxBuffers >> 2 : s.toeTxBuffers;
-    this.#quietSlots = opts.quietSends === true ? s.cmdRing >> 2 : s.cmdRing;
     this.#txFree = new Int32Array(s.toeTxBuffers);
     this.#rbViews = [];
-    this.#rbParts = [];
-    this.#txParts = [];
     for (let i = 0; i < this.#rbSize; i++) {
       const at = this.#phys + layout.toeRx + i * this.#bufBytes;
       this.#rbViews.push(mem.u8.subarray(at, at + this.#bufBytes));
-      this.#rbParts.push(mem.u8.subarray(at, at));
     }
     this.#txViews = [];
     for (let i = 0; i < s.toeTxBuffers; i++) {
       const at = this.#phys + layout.toeTx + i * this.#bufBytes;
       this.#txViews.push(mem.u8.subarray(at, at + this.#bufBytes));
-      this.#txParts.push(mem.u8.subarray(at, at));
     }
     const magic = Atomics.load(this.#i32, this.#r + vrMagic); // load: written by the PF at enable
     if (magic !== VF_MAGIC_NIC) {
@@ -620,8 +576,7 @@ export class NicDriver {
     return (
       Atomics.load(i32, r + nrEvTail) !== this.#evNext || // load: events written
       Atomics.load(i32, r + nrRxHead) !== this.#rxNext || // load: frames received
-      // TX completions can be pending only while frames are out (no load when none are).
-      (this.#txClean !== this.#txTail && Atomics.load(i32, r + nrTxHead) !== this.#txClean) || // load: TX completions
+      Atomics.load(i32, r + nrTxHead) !== this.#txClean || // load: TX completions
       Atomics.load(i32, r + vrGeneration) !== this.#generation || // load: a reset
       Atomics.load(i32, r + vrStatus) === VF_FAILED // load: a fatal error
     );
@@ -738,7 +693,8 @@ export class NicDriver {
       const buf = this.#txFree[--this.#txFreeTop];
       const n = Math.min(len - off, bufBytes);
       this.#u8.set(n === len ? bytes : bytes.subarray(off, off + n), base + buf * bufBytes);
-      this.#writeSend(buf, conn, n);
+      const iova = this.#iova + this.layout.toeTx + buf * bufBytes;
+      this.#writeCommand(CMD_SEND, buf, conn, iova % TWO_32, n, Math.floor(iova / TWO_32));
       off += n;
     }
     return off;
@@ -778,14 +734,15 @@ export class NicDriver {
       const buf = this.#txFree[this.#txFreeTop - 1 - i];
       const n = Math.min(len - off, bufBytes);
       const view = this.#txViews[buf] as Uint8Array;
-      const r = fill(n === bufBytes ? view : partView(this.#txParts, buf, view, n), off);
+      const r = fill(n === bufBytes ? view : view.subarray(0, n), off);
       if (r < 0) return r; // nothing queued: the buffers are still free
     }
     let off = 0;
     for (let i = 0; i < k; i++) {
       const buf = this.#txFree[--this.#txFreeTop];
       const n = Math.min(len - off, bufBytes);
-      this.#writeSend(buf, conn, n);
+      const iova = this.#iova + this.layout.toeTx + buf * bufBytes;
+      this.#writeCommand(CMD_SEND, buf, conn, iova % TWO_32, n, Math.floor(iova / TWO_32));
       off += n;
     }
     return off;
@@ -995,7 +952,6 @@ export class NicDriver {
 
   /** Take back TX slots the device finished, counting the ones it failed. */
   #reclaimTx(): void {
-    if (this.#txClean === this.#txTail) return; // no frame out: nothing to take back, no load
     const head = Atomics.load(this.#i32, this.#r + nrTxHead); // consume: descriptors written back
     if ((head - this.#txClean) >>> 0 > this.#txSize) return; // an FLR is zeroing the cursors
     const base = this.#phys + this.layout.txRing;
@@ -1164,9 +1120,9 @@ export class NicDriver {
       onEvent(e);
     } else {
       const e = this.#evData;
-      const full = this.#rbViews[slot] as Uint8Array;
+      const full = this.#rbViews[slot];
       e.conn = conn;
-      e.bytes = len === this.#bufBytes ? full : partView(this.#rbParts, slot, full, len);
+      e.bytes = len === this.#bufBytes ? full : full.subarray(0, len);
       onEvent(e);
     }
     const d = this.#phys + this.layout.rbRing + slot * DESC_BYTES;
@@ -1196,39 +1152,11 @@ export class NicDriver {
     if (!this.#usable() || this.#cmdRoom() === 0) return -EAGAIN;
     const token = this.#nextToken;
     this.#nextToken = token >= 0x3fff_ffff ? 1 : token + 1;
-    this.#writeCommand(op, token, handle, a, b, c, 0);
+    this.#writeCommand(op, token, handle, a, b, c);
     return token;
   }
 
-  /**
-   * Queue a SEND of `n` bytes from send buffer `buf` (already taken off the free stack; the
-   * caller checked command room). Quiet (see quietSends) while more than a quarter of the
-   * buffers and of the command ring are still free after it.
-   */
-  #writeSend(buf: number, conn: number, n: number): void {
-    const iova = this.#iova + this.layout.toeTx + buf * this.#bufBytes;
-    let quiet = this.#txFreeTop > this.#quietBuffers;
-    if (
-      quiet &&
-      this.#cmdSize - ((this.#cmdTail + 1 - this.#cmdHeadSeen) | 0) <= this.#quietSlots
-    ) {
-      // The head last seen says the ring is nearly full: look again (it is read only when needed).
-      this.#cmdHeadSeen = Atomics.load(this.#i32, this.#r + nrCmdHead); // consume: slots taken
-      quiet = this.#cmdSize - ((this.#cmdTail + 1 - this.#cmdHeadSeen) | 0) > this.#quietSlots;
-    }
-    const flags = quiet ? CF_QUIET : 0;
-    this.#writeCommand(CMD_SEND, buf, conn, iova % TWO_32, n, Math.floor(iova / TWO_32), flags);
-  }
-
-  #writeCommand(
-    op: number,
-    tag: number,
-    handle: number,
-    a: number,
-    b: number,
-    c: number,
-    flags: number,
-  ): void {
+  #writeCommand(op: number, tag: number, handle: number, a: number, b: number, c: number): void {
     const dv = this.#dv;
     const at = this.#phys + this.layout.cmdRing + (this.#cmdTail & (this.#cmdSize - 1)) * CMD_BYTES;
     dv.setUint32(at + cOp, op, true);
@@ -1237,7 +1165,6 @@ export class NicDriver {
     dv.setUint32(at + cA, a >>> 0, true);
     dv.setUint32(at + cB, b >>> 0, true);
     dv.setUint32(at + cC, c >>> 0, true);
-    dv.setUint32(at + cFlags, flags, true);
     this.#cmdTail = (this.#cmdTail + 1) | 0;
   }
 }

@@ -195,16 +195,6 @@ export const cHandle = 8; // a connection or listener handle
 export const cA = 12;
 export const cB = 16;
 export const cC = 20;
-/** u32: CF_* bits (0 for every command but a quiet SEND). */
-export const cFlags = 24;
-/**
- * SEND: its SENT does not call for an interrupt of its own — it is published with the events
- * around it and reaches the driver with the next interrupt or the driver's next poll. The
- * inverse of the Report Status bit of Intel 8254x/82599 TX descriptors (the driver asks to hear
- * of only some completions): a driver that wants its buffers back (few left) leaves it clear.
- * The device still interrupts for quiet SENTs once they fill half of the EV ring.
- */
-export const CF_QUIET = 1;
 
 export const CMD_LISTEN = 1; // a = port (0: ephemeral), b = backlog → LISTENING or ERROR
 export const CMD_CONNECT = 2; // a = IPv4, b = port → CONNECTED or ERROR (the handle needs no CLOSE)

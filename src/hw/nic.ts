@@ -21,8 +21,7 @@
  *   - Interrupt moderation (a NIC's interrupt throttling, Linux NAPI): host callbacks (TCP
  *     bytes, datagrams, accepts) only queue; the function is marked, and one setImmediate per
  *     turn of the event loop — the moderation point, after every socket that was readable in
- *     that turn — pumps each marked TOE once and interrupts each function that got work once
- *     (work that calls for one: a quiet SEND's SENT does not, see src/hw/toe.ts).
+ *     that turn — pumps each marked TOE once and interrupts each function that got work once.
  *     A driver that is awake costs a load (NEED_WAKEUP); one that parked costs an
  *     Atomics.notify and a thread wake-up, so 50 connections' requests arriving together cost
  *     one pump and one wake-up of the domain instead of up to 50 (counted: irqWakes).
@@ -287,17 +286,13 @@ export class NicDevice {
   readonly #opts: VfSettings;
   readonly #resetRequest: ((index: number) => void) | null;
   readonly #functions = new Map<number, NicFunction>();
-  /** The attached functions in attach order: what the per-round loops walk (no iterator). */
-  #list: NicFunction[] = [];
   readonly #byMac = new Map<number, NicFunction>();
   #closed = false;
   /** An interrupt moderation point (setImmediate) is scheduled. */
   #irqScheduled = false;
   readonly #moderationPoint = (): void => {
     this.#irqScheduled = false;
-    const list = this.#list;
-    for (let i = 0; i < list.length; i++) {
-      const g = list[i] as NicFunction;
+    for (const g of this.#functions.values()) {
       if (g.pumpPending) {
         g.pumpPending = false;
         if (g.enabled && g.toe !== null && g.toe.service() > 0) g.irqPending = true;
@@ -368,7 +363,6 @@ export class NicDevice {
     f.lastControl = 0;
     Atomics.store(i32, r + vrStatus, VF_READY); // publish: the driver may configure it
     this.#functions.set(desc.index, f);
-    this.#list = [...this.#functions.values()];
     this.#byMac.set(f.mac, f);
     f.loop = this.#run(f);
   }
@@ -392,7 +386,6 @@ export class NicDevice {
     f.detached = true;
     Atomics.store(this.#i32, f.regs + vrStatus, VF_DISABLED); // publish: gone
     this.#functions.delete(index);
-    this.#list = [...this.#functions.values()];
     this.#byMac.delete(f.mac);
     f.doorbell.wakeAll(); // wake: its loop sees `detached` and ends
   }
@@ -847,9 +840,7 @@ export class NicDevice {
 
   #schedulePending(): void {
     if (this.#irqScheduled) return;
-    const list = this.#list;
-    for (let i = 0; i < list.length; i++) {
-      const g = list[i] as NicFunction;
+    for (const g of this.#functions.values()) {
       if (g.irqPending) {
         this.#interruptSoon(g);
         return;
@@ -879,22 +870,18 @@ export class NicDevice {
     if (irq.notifies !== woke) f.counters[kIrqWakes]++;
   }
 
-  /**
-   * Mirror the counters into the register block (low 32 bits) for other threads to read. Plain
-   * stores: they are statistics, which no thread acts on and a reader may see a round late
-   * (an aligned int32 store does not tear); 31 Atomics.store calls a round cost ≈ 0.3 µs.
-   */
+  /** Mirror the counters into the register block (low 32 bits) for other threads to read. */
   #publishStats(f: NicFunction): void {
     const i32 = this.#i32;
     const r = f.regs;
     const c = f.counters;
-    for (let k = 0; k < NIC_COUNTER_SLOTS; k++) i32[r + nrCounters + k] = c[k] | 0;
+    for (let k = 0; k < NIC_COUNTER_SLOTS; k++) Atomics.store(i32, r + nrCounters + k, c[k] | 0); // publish: statistics
     const bytes = c[kTxBytes] + c[kRxBytes] + c[kToeTxBytes] + c[kToeRxBytes];
-    i32[r + vsCommands] = c[kCommands] | 0;
-    i32[r + vsBytes] = bytes | 0;
-    i32[r + vsErrors] = c[kErrors] | 0;
-    i32[r + vsDmaFaults] = c[kDmaFaults] | 0;
-    i32[r + vsInterrupts] = c[kInterrupts] | 0;
+    Atomics.store(i32, r + vsCommands, c[kCommands] | 0); // publish: statistics
+    Atomics.store(i32, r + vsBytes, bytes | 0); // publish: statistics
+    Atomics.store(i32, r + vsErrors, c[kErrors] | 0); // publish: statistics
+    Atomics.store(i32, r + vsDmaFaults, c[kDmaFaults] | 0); // publish: statistics
+    Atomics.store(i32, r + vsInterrupts, c[kInterrupts] | 0); // publish: statistics
   }
 
   /** #frame's first `len` bytes as a view made once per length (DmaPort wants exact lengths). */

@@ -47,11 +47,6 @@
  *     commands for 'drain', as above.
  *   - The device never overwrites an unconsumed event; with the EV ring full it stops taking
  *     commands (their answers would have nowhere to go) and holds host events in the queues.
- *   - Quiet SENDs (CF_QUIET, src/hw/nic-regs.ts; the inverse of Intel 8254x/82599's Report
- *     Status bit): their SENTs are written and published like any event but ask for no
- *     interrupt, so a request/answer connection costs the driver one wake-up (for DATA), not
- *     two; service() counts only the events that call for one, and quiet SENTs too once the
- *     unconsumed events fill half of the EV ring.
  *   - Fairness: connections with queued work are served round-robin, one event per turn.
  *
  * Rejected: one DATA event per host chunk with a device-chosen buffer (the driver then cannot
@@ -89,7 +84,6 @@ import {
 import { DMA_OK, type DmaPort } from "./dma.js";
 import { ipv4ToString, parseIpv4 } from "./net-headers.js";
 import {
-  CF_QUIET,
   CMD_BYTES,
   CMD_CLOSE,
   CMD_CONNECT,
@@ -103,7 +97,6 @@ import {
   cA,
   cB,
   cC,
-  cFlags,
   cHandle,
   cOp,
   cTag,
@@ -236,13 +229,8 @@ const M_CLOSED = 5;
 const M_CONNECT_FAILED = 6;
 type QueueItem = Buffer | number;
 
-// A command set aside while its connection waits for 'drain': op, tag, a, b, c, flags.
-const DEFERRED_WORDS = 6;
-/**
- * Marks an outbox record whose event is a quiet SEND's SENT (CF_QUIET): it is written like any
- * other, but calls for no interrupt of its own (see #pump). Never reaches the EV ring.
- */
-const QUIET_EVENT = 1 << 30;
+// A command set aside while its connection waits for 'drain': op, tag, a, b, c.
+const DEFERRED_WORDS = 5;
 
 class Listener {
   readonly kind = "listener";
@@ -391,12 +379,6 @@ export class ToeFunction {
   #cmdSeen = 0;
   #evTail = 0;
   #rbHead = 0;
-  // What the registers hold now (the device is their only writer): unchanged ones are not stored.
-  #evPublished = 0;
-  #rbPublished = 0;
-  #holding = 0;
-  /** Quiet SENTs written by the running pump (see #pump). */
-  #quietWritten = 0;
   // What the last pump saw: a change means room came back (see ready()).
   #seenEvHead = 0;
   #seenRbTail = 0;
@@ -476,10 +458,7 @@ export class ToeFunction {
     return false;
   }
 
-  /**
-   * Take commands (up to a batch) and write what events fit. Returns how many of the events
-   * written call for an interrupt (see #pump: quiet SENTs alone do not).
-   */
+  /** Take commands (up to a batch) and write what events fit. Returns the events written. */
   service(): number {
     return this.#pump();
   }
@@ -516,15 +495,7 @@ export class ToeFunction {
 
   // ---- commands: decode, then invoke ----
 
-  #execute(
-    op: number,
-    tag: number,
-    handle: number,
-    a: number,
-    b: number,
-    c: number,
-    flags: number,
-  ): void {
+  #execute(op: number, tag: number, handle: number, a: number, b: number, c: number): void {
     switch (op) {
       case CMD_LISTEN:
         this.#listen(tag, a, b);
@@ -548,9 +519,9 @@ export class ToeFunction {
             e.closeRequested = true; // the driver wants no more bytes
             this.#dropReceived(e);
           }
-          e.deferred.push(op, tag, a, b, c, flags);
+          e.deferred.push(op, tag, a, b, c);
         } else {
-          this.#connCommand(e, op, tag, a, b, c, flags);
+          this.#connCommand(e, op, tag, a, b, c);
         }
         return;
       }
@@ -579,16 +550,8 @@ export class ToeFunction {
   }
 
   /** A SEND, SHUTDOWN_WR or CLOSE on a connection that is not waiting for 'drain'. */
-  #connCommand(
-    conn: Conn,
-    op: number,
-    tag: number,
-    a: number,
-    b: number,
-    c: number,
-    flags: number,
-  ): void {
-    if (op === CMD_SEND) this.#send(conn, tag, c * TWO_32 + a, b, (flags & CF_QUIET) !== 0);
+  #connCommand(conn: Conn, op: number, tag: number, a: number, b: number, c: number): void {
+    if (op === CMD_SEND) this.#send(conn, tag, c * TWO_32 + a, b);
     else if (op === CMD_SHUTDOWN_WR) this.#shutdown(conn, tag);
     else this.#close(conn, tag);
   }
@@ -721,7 +684,7 @@ export class ToeFunction {
     });
   }
 
-  #send(conn: Conn, tag: number, iova: number, len: number, quiet: boolean): void {
+  #send(conn: Conn, tag: number, iova: number, len: number): void {
     const h = conn.handle;
     if (!conn.connected) {
       this.#error(tag, h, ENOTCONN, CMD_SEND);
@@ -746,8 +709,7 @@ export class ToeFunction {
       return;
     }
     this.#counters[kToeTxBytes] += len;
-    if (!this.#closed)
-      this.#outbox.push(quiet ? EV_SENT | QUIET_EVENT : EV_SENT, tag, h, 0, len, 0);
+    this.post(EV_SENT, tag, h, 0, len, 0);
     if (!conn.txListed) {
       conn.txListed = true;
       this.#txList.push(conn);
@@ -891,10 +853,9 @@ export class ToeFunction {
       const a = d[i + 2];
       const b = d[i + 3];
       const c = d[i + 4];
-      const flags = d[i + 5];
       i += DEFERRED_WORDS;
       if (conn.closing) this.#error(tag, conn.handle, EBADF, op);
-      else this.#connCommand(conn, op, tag, a, b, c, flags);
+      else this.#connCommand(conn, op, tag, a, b, c);
     }
     this.#flushTxList();
     if (i >= d.length) {
@@ -935,10 +896,7 @@ export class ToeFunction {
   /**
    * One pass of the device: write the outbox (answers to commands, in order), take the commands
    * that wait (up to a batch), then write one event per connection in turn, filling RB buffers.
-   * Publishes RB head, EV tail and the holding flag (each only when it changed: the device is
-   * their only writer). Returns the events written that call for an interrupt: all of them but
-   * quiet SENTs (CF_QUIET), and those too once the events the driver has not consumed fill half
-   * of the EV ring (so that it frees room before the device has to hold work back).
+   * Publishes RB head, EV tail and the holding flag. Returns the events written.
    *
    * The RB tail is loaded before the command tail, and no buffer is filled while a command
    * published before that command tail is still untaken: a PAUSE the driver published before
@@ -951,7 +909,6 @@ export class ToeFunction {
     const r = this.#regs;
     const rbTail = Atomics.load(i32, r + nrRbTail); // consume: RB buffers posted before tail
     this.#seenRbTail = rbTail;
-    this.#quietWritten = 0;
     let written = this.#writeOutbox();
     if (this.#outbox.size === 0 && !this.#closed) written += this.#takeCommands();
     if (this.#closed) return written;
@@ -960,21 +917,11 @@ export class ToeFunction {
       if (this.#closed) return written;
     }
     if (!this.#flushShadows()) return written;
-    if (this.#rbPublished !== this.#rbHead) {
-      this.#rbPublished = this.#rbHead;
-      Atomics.store(i32, r + nrRbHead, this.#rbHead); // publish: buffers filled
-    }
-    if (this.#evPublished !== this.#evTail) {
-      this.#evPublished = this.#evTail;
-      Atomics.store(i32, r + nrEvTail, this.#evTail); // publish: events written (after their data)
-    }
+    Atomics.store(i32, r + nrRbHead, this.#rbHead); // publish: buffers filled
+    Atomics.store(i32, r + nrEvTail, this.#evTail); // publish: events written (after their data)
     this.#publishHolding();
     this.#counters[kEvents] += written;
-    const quiet = this.#quietWritten;
-    if (quiet === 0) return written;
-    // Unconsumed events, counted from the last EV head loaded (an overestimate: safe).
-    const unread = (this.#evTail - this.#seenEvHead) >>> 0;
-    return unread * 2 >= this.#rings.evSize ? written : written - quiet;
+    return written;
   }
 
   /**
@@ -1055,10 +1002,8 @@ export class ToeFunction {
     let room = this.#evRoom();
     let written = 0;
     while (out.size > 0 && room > 0) {
-      const type = out.peek(0);
-      if ((type & QUIET_EVENT) !== 0) this.#quietWritten++;
       this.#writeEvent(
-        type & ~QUIET_EVENT,
+        out.peek(0),
         out.peek(1),
         out.peek(2),
         out.peek(3),
@@ -1114,7 +1059,6 @@ export class ToeFunction {
         dv.getUint32(e + cA, true),
         dv.getUint32(e + cB, true),
         dv.getUint32(e + cC, true),
-        dv.getUint32(e + cFlags, true),
       );
       if (this.#outbox.size > 0) written += this.#writeOutbox();
     }
@@ -1179,15 +1123,9 @@ export class ToeFunction {
     this.#syncReading(conn);
   }
 
-  /**
-   * Tell the driver whether freed EV slots or posted RB buffers would let held work move. Stored
-   * only when it changes: an unchanged 1 was stored before, and so precedes the device's re-check
-   * of EV head and RB tail before it parks (the Dekker pair with the driver's flush).
-   */
+  /** Tell the driver whether freed EV slots or posted RB buffers would let held work move. */
   #publishHolding(): void {
     const holding = this.#outbox.size > 0 || this.#ready.length > 0 ? 1 : 0;
-    if (holding === this.#holding) return;
-    this.#holding = holding;
     Atomics.store(this.#i32, this.#regs + nrHolding, holding); // publish: before the device parks
   }
 
