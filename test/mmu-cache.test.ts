@@ -4,7 +4,9 @@
  * number of accesses, it sees at once what the core's own TLB dropped (a poll on waking, a
  * fault), it caches writes only through pages that are writable, and over a bare page walk
  * (no TLB) it caches nothing. A model check (fast-check) runs random accesses, remaps, unmaps,
- * protects and acknowledgements against a map of what each page holds.
+ * protects and acknowledgements against a map of what each page holds. equalBytes (the KV
+ * store's in-place key compare) agrees with a compare of the bytes read back across page
+ * boundaries, and an address no pager can back is a SegmentationFault, as any access.
  */
 
 import assert from "node:assert/strict";
@@ -264,4 +266,56 @@ test("model: after every acknowledged shootdown, accesses match the page tables 
     }),
     { numRuns: 200 },
   );
+});
+
+// ---- equalBytes: the KV store's in-place key compare ----
+
+/** Pages mapped for the equalBytes tests; the page after them is not. */
+const EQ_PAGES = 3;
+
+/** setup() with `pages` pages mapped at BASE on frames that are not adjacent (a hole each). */
+function withPages(pages: number): ReturnType<typeof setup> {
+  const s = setup();
+  for (let p = 0; p < pages; p++) {
+    s.frame(0); // a hole: the pages' frames are not adjacent in physical memory
+    assert.equal(s.mmu.map(s.root, BASE + p * PAGE_SIZE, s.frame(0), RW), 0);
+  }
+  return s;
+}
+
+test("equalBytes agrees with a compare of the bytes read back, across page boundaries", () => {
+  const { vm } = withPages(EQ_PAGES);
+  const span = EQ_PAGES * PAGE_SIZE;
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: span - 1 }),
+      fc.integer({ min: 0, max: 64 }),
+      fc.uint8Array({ minLength: 64, maxLength: 64 }),
+      fc.option(fc.integer({ min: 0, max: 63 }), { nil: undefined }),
+      (start, len0, bytes, flip) => {
+        const len = Math.min(len0, span - start);
+        vm.writeFrom(BASE + start, bytes, 0, len);
+        const probe = Uint8Array.from(bytes);
+        if (flip !== undefined && flip < len) probe[flip] ^= 1 << (flip % 8);
+        const src = new Uint8Array(8 + len);
+        src.set(probe.subarray(0, len), 8); // at an offset of the source, as a parsed argument is
+        const want =
+          Buffer.compare(
+            Buffer.from(vm.readBytes(BASE + start, len)),
+            Buffer.from(src.subarray(8)),
+          ) === 0;
+        assert.equal(vm.equalBytes(BASE + start, src, 8, len), want);
+        assert.equal(want, flip === undefined || flip >= len);
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test("equalBytes over an unmapped page is a segmentation fault", () => {
+  const { vm } = withPages(EQ_PAGES);
+  const end = BASE + EQ_PAGES * PAGE_SIZE;
+  const src = new Uint8Array(8);
+  assert.throws(() => vm.equalBytes(end - 4, src, 0, 8), SegmentationFault);
+  assert.equal(vm.equalBytes(end - 4, src, 0, 4), true); // the mapped part alone: zeroes
 });
