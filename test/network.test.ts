@@ -128,6 +128,12 @@ test("udp-echo answers datagrams through the network domain", async () => {
   const r = await start(prog("udp-echo"), ["0", String(payloads.length)]);
   try {
     const got = await udpRoundTrips(r.port, payloads);
+    if (got.length !== payloads.length) {
+      // Say where they went: the NIC's counters (a frame with no RX buffer posted is dropped
+      // and counted) and what the program printed (a failed sendto says so).
+      const nic = JSON.stringify(r.m.devices?.stats().nic);
+      assert.fail(`${got.length} of ${payloads.length} echoed; NIC ${nic}; program: ${r.out()}`);
+    }
     const key = (b: Buffer) => b.toString("hex");
     assert.deepEqual(got.map(key).sort(), payloads.map(key).sort());
     assert.equal(await r.status, 0);
