@@ -804,6 +804,11 @@ export class NicDevice {
       f.toe?.post(EV_ERROR, tag, 0, EBADF, CMD_UDP_CLOSE, 0);
       return;
     }
+    // Datagrams the driver queued on the TX ring before it asked for the close go out first:
+    // the round read the TX tail before it took this command, and frames written after that
+    // read would otherwise find the port closed and be dropped (a program that echoes a burst
+    // and exits lost its last replies so).
+    this.#serviceTx(f);
     b.closed = true;
     f.udp.delete(port);
     f.udpAll.delete(b);
