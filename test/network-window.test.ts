@@ -20,8 +20,9 @@ import net from "node:net";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { nicDmaLayout, RX_WINDOW_HIGH } from "../src/drivers/nic.js";
-import { boot, type Machine } from "../src/hv/machine.js";
+import type { Machine } from "../src/hv/machine.js";
 import type { NicVfStats } from "../src/hw/nic.js";
+import { startListening } from "./fixtures/listening.js";
 
 const MiB = 1 << 20;
 const program = fileURLToPath(new URL("./fixtures/programs/network-stall.js", import.meta.url));
@@ -64,23 +65,8 @@ const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex
 
 test("a fast sender to a program that does not read is held to the receive window; nothing is lost", async (t) => {
   const FAST = 5;
-  let out = "";
-  const m = await boot({
-    cores: 2,
-    memoryMiB: 64,
-    network: true,
-    stdout: (s) => {
-      out += s;
-    },
-    stderr: (s) => {
-      out += s;
-    },
-  });
+  const { m, port, status, out } = await startListening(program, [String(FAST)]);
   try {
-    const status = m.run(program, [String(FAST)]);
-    await until(() => /listening on \d+/.test(out), "the program to listen");
-    const port = Number(/listening on (\d+)/.exec(out)?.[1]);
-
     const flood = randomBytes(64 * MiB);
     const stalled = echoHashed(port, flood);
     await until(() => nicStats(m).pauses > 0, "the domain to pause the stalled connection");
@@ -104,7 +90,7 @@ test("a fast sender to a program that does not read is held to the receive windo
     assert.equal(back.bytes, flood.length, "every byte of the stalled connection came back");
     assert.equal(back.sha256, sha256(flood), "in order");
     assert.equal(await status, 0);
-    assert.match(out, new RegExp(`echoed ${flood.length} bytes of the stalled connection`));
+    assert.match(out(), new RegExp(`echoed ${flood.length} bytes of the stalled connection`));
 
     const st = nicStats(m);
     const layout = nicDmaLayout();
